@@ -1,0 +1,43 @@
+# Two entry points (see README): `make demo` and `make test`. Everything is installed into
+# the git-ignored .state/ directory, keyed by a hash of pyproject.toml, so a second run
+# skips what is already there.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+STATE    := .state
+VENV     := $(STATE)/venv
+BIN      := $(VENV)/bin
+DEPS_KEY := $(shell cat pyproject.toml | sha256sum | cut -c1-16)
+STAMP    := $(VENV)/.installed-$(DEPS_KEY)
+
+help:
+	@echo "make demo   - set everything up, start the local stack, simulate logs, run the main job"
+	@echo "make test   - set everything up and run the test suite (what CI runs)"
+	@echo "make setup  - only install dependencies and build/locate the lakeFS server"
+	@echo "make down   - stop the local stack"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q --upgrade "pip>=24"
+	$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+setup: install
+	@$(BIN)/flywheel setup
+
+demo: setup
+	@$(BIN)/flywheel up
+	@$(BIN)/flywheel simulate --days 3 --per-day 150
+	@$(BIN)/flywheel run
+	@$(BIN)/flywheel status
+
+test: setup
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+down:
+	@test -x $(BIN)/flywheel && $(BIN)/flywheel down || true
+
+.PHONY: help install setup demo test down

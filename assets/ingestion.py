@@ -1,0 +1,97 @@
+"""Stage 1, capture: raw landing files → lakeFS commit → canonical DuckDB tables."""
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from pipeline.ingest import FileStats, IngestRules, SourceFile, ingest_files
+from pipeline.lakefs_store import commit_partition_files, read_objects
+from pipeline.partitions import daily_partitions
+from pipeline.resources import LakeFSResource
+from pipeline.settings import get_settings
+from pipeline.warehouse import replace_partition
+
+
+class IngestConfig(dg.Config):
+    """Per-file overrides for format detection, matched by glob on the file name."""
+
+    format_overrides: dict[str, str] = {}
+    # glob -> {"preset": "wrapped"} or a full OpenAIMapping as dotted paths
+    openai_mappings: dict[str, dict[str, str]] = {}
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name="capture",
+    owners=["team:data-platform"],
+    kinds={"lakefs", "duckdb"},
+    tags={"stage": "capture"},
+    description=(
+        "The day's landing files, committed unchanged to the raw-logs lakeFS repository and "
+        "parsed from that commit into canonical tables raw.trajectories/steps/tool_calls/"
+        "feedback; every record that cannot be parsed goes to raw.quarantine with a reason."
+    ),
+)
+def raw_agent_logs(
+    context: dg.AssetExecutionContext,
+    config: IngestConfig,
+    lakefs: LakeFSResource,
+    duckdb: DuckDBResource,
+) -> dg.MaterializeResult:
+    settings = get_settings()
+    partition = context.partition_key
+    landing = settings.landing_dir / partition
+    files = (
+        {p.name: p.read_bytes() for p in sorted(landing.iterdir()) if p.is_file()}
+        if landing.is_dir()
+        else {}
+    )
+    if not files:
+        context.log.warning(f"no landing files in {landing}; the partition will be empty")
+
+    repo = lakefs.ensure_repository(settings.raw_repo)
+    raw = commit_partition_files(repo, partition, files, run_id=context.run.run_id)
+    context.log.info(f"committed {len(files)} raw files as {raw.commit_id}")
+
+    sources = [
+        SourceFile(name=path.rsplit("/", 1)[-1], uri=f"lakefs://{raw.repo}/{raw.commit_id}/{path}", data=data)
+        for path, data in read_objects(repo, raw.commit_id, sorted(raw.paths.values()))
+    ]
+    result = ingest_files(
+        sources,
+        partition=partition,
+        raw_commit=raw.commit_id,
+        rules=IngestRules(config.format_overrides, config.openai_mappings),
+    )
+    if result.records_read != result.ingested + result.quarantined:
+        raise dg.Failure(
+            f"accounting broken for {partition}: read {result.records_read}, ingested "
+            f"{result.ingested}, quarantined {result.quarantined}; nothing was written"
+        )
+    with duckdb.get_connection() as con:
+        written = replace_partition(con, partition, result.tables)
+
+    return dg.MaterializeResult(
+        metadata={
+            "raw_commit": raw.commit_id,
+            "raw_main_merge_commit": raw.merge_commit_id,
+            "raw_uri": dg.MetadataValue.url(f"lakefs://{raw.repo}/{raw.commit_id}/dt={partition}/"),
+            "files": len(files),
+            "records_read": result.records_read,
+            "records_ingested": result.ingested,
+            "records_quarantined": result.quarantined,
+            "ingested_by_format": dg.MetadataValue.json(result.by_format()),
+            "quarantined_by_reason": dg.MetadataValue.json(result.by_reason()),
+            "rows_written": dg.MetadataValue.json(written),
+            "per_file": dg.MetadataValue.md(_file_table(result.files)),
+            "dagster/row_count": written["trajectories"],
+        }
+    )
+
+
+def _file_table(files: list[FileStats]) -> str:
+    lines = ["| file | format | read | ingested | quarantined |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {f.name} | {f.source_format or 'unknown'} | {f.records_read} | {f.ingested} | {f.quarantined} |"
+        for f in files
+    ]
+    return "\n".join(lines)

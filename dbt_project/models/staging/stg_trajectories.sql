@@ -1,0 +1,30 @@
+-- One typed row per ingested trajectory record. Exact replays are still here: they share
+-- content_digest, and deduplication is a curation decision made downstream.
+select
+    record_key,
+    trajectory_id,
+    partition_date::date as partition_date,
+    session_id,
+    user_id,
+    tenant,
+    agent_name,
+    agent_version,
+    model,
+    task_type,
+    goal,
+    try_cast(started_at as timestamptz) as started_at,
+    try_cast(ended_at as timestamptz) as ended_at,
+    success,
+    reward,
+    verified_by,
+    termination,
+    coalesce(consent_may_train, false) as consent_may_train,
+    consent_scope,
+    n_steps,
+    content_digest,
+    source_format,
+    source_uri,
+    source_line,
+    raw_commit,
+    schema_version
+from {{ source('raw', 'trajectories') }}

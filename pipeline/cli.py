@@ -1,0 +1,179 @@
+"""`flywheel`: set up, start, stop and inspect the local stack, simulate logs, run the job.
+
+Every error a user can cause ends in one line on stderr and exit status 1, never a
+traceback; `FLYWHEEL_DEBUG=1` re-raises for developers.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import date
+from functools import wraps
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from pipeline.runner import JobFailed, run_main_job
+from pipeline.settings import get_settings
+from pipeline.stack import (
+    StackError,
+    ensure_lakefs_binary,
+    service_status,
+    services,
+    start_service,
+    stop_service,
+    write_lakectl_config,
+)
+
+
+def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (StackError, ConnectionError, JobFailed) as error:
+            if os.environ.get("FLYWHEEL_DEBUG"):
+                raise
+            click.echo(f"flywheel: {error}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group()
+def main() -> None:
+    """Flywheel: agent logs in, better agents out."""
+
+
+@main.command()
+@_one_line_errors
+def setup() -> None:
+    """Build or locate the lakeFS server and compile the dbt manifest (idempotent)."""
+    settings = get_settings()
+    started = time.monotonic()
+    binary = ensure_lakefs_binary(settings, log=click.echo)
+    click.echo(f"lakeFS server: {binary}")
+    _dbt_parse()
+    click.echo(f"setup done in {time.monotonic() - started:.1f}s")
+
+
+def _dbt_parse() -> None:
+    from pipeline.resources import DBT_PROJECT_DIR, venv_tool
+
+    settings = get_settings()
+    env = {**os.environ, "FLYWHEEL_DUCKDB_PATH": str(settings.duckdb_path)}
+    result = subprocess.run(
+        [venv_tool("dbt"), "parse", "--profiles-dir", str(DBT_PROJECT_DIR), "--quiet"],
+        cwd=DBT_PROJECT_DIR, env=env, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        detail = (result.stdout + result.stderr).strip().splitlines()
+        raise StackError(f"dbt parse failed: {detail[-1] if detail else 'no output'}")
+    click.echo(f"dbt manifest: {DBT_PROJECT_DIR / 'target' / 'manifest.json'}")
+
+
+@main.command()
+@click.option("--only", type=click.Choice(["lakefs", "mlflow", "dagster"]), multiple=True,
+              help="Start only these services (default: all).")
+@_one_line_errors
+def up(only: tuple[str, ...]) -> None:
+    """Start lakeFS, MLflow and Dagster under the state directory."""
+    settings = get_settings()
+    for service in services(settings):
+        if only and service.name not in only:
+            continue
+        click.echo(start_service(settings, service))
+        if service.name == "lakefs":
+            path = write_lakectl_config(settings)
+            click.echo(f"lakefs: credentials stored in {path} (LAKECTL_CONFIG_FILE)")
+            _ensure_repositories()
+
+
+def _ensure_repositories() -> None:
+    from pipeline.resources import LakeFSResource
+
+    settings = get_settings()
+    lakefs = LakeFSResource(endpoint=settings.lakefs_endpoint)
+    for name in (settings.raw_repo, settings.datasets_repo):
+        lakefs.ensure_repository(name)
+    click.echo(f"lakefs: repositories {settings.raw_repo}, {settings.datasets_repo} ready")
+
+
+@main.command()
+@_one_line_errors
+def down() -> None:
+    """Stop every service of the local stack (data stays under the state directory)."""
+    settings = get_settings()
+    for service in reversed(services(settings)):
+        click.echo(stop_service(settings, service))
+
+
+@main.command()
+@_one_line_errors
+def status() -> None:
+    """Say which services are up; exit 1 if any is not."""
+    settings = get_settings()
+    healthy = True
+    for service in services(settings):
+        ok, line = service_status(settings, service)
+        healthy &= ok
+        click.echo(line)
+    sys.exit(0 if healthy else 1)
+
+
+@main.command()
+@click.option("--days", type=int, default=3, show_default=True)
+@click.option("--per-day", type=int, default=150, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder (landing/ and ground_truth/ go under it). "
+                   "Default: the state directory, so landing files land where ingestion looks.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--start-date", type=click.DateTime(["%Y-%m-%d"]), default="2026-11-16",
+              show_default=True)
+@_one_line_errors
+def simulate(days: int, per_day: int, out_dir: Path | None, seed: int, start_date: Any) -> None:
+    """Write N days of simulated agent logs (several formats, planted mess, ground truth)."""
+    from pipeline.simulator import simulate as run_simulation
+
+    settings = get_settings()
+    target = out_dir or settings.landing_dir.parent
+    summary = run_simulation(
+        days=days, per_day=per_day, out_dir=target, seed=seed, start_date=start_date.date()
+    )
+    click.echo(f"simulated {days} days x {per_day} trajectories into {target}")
+    click.echo(str(summary))
+
+
+@main.command()
+@click.option("--partition", "partitions", multiple=True,
+              help="Day(s) to ingest (YYYY-MM-DD). Default: every folder in the landing dir.")
+@_one_line_errors
+def run(partitions: tuple[str, ...]) -> None:
+    """Run the main job: ingest each day, then everything downstream, recorded in Dagster."""
+    settings = get_settings()
+    days = list(partitions) or _landing_days(settings.landing_dir)
+    if not days:
+        raise StackError(f"no landing folders under {settings.landing_dir}; run `flywheel simulate`")
+    run_main_job(days, echo=click.echo)
+
+
+def _landing_days(landing_dir: Path) -> list[str]:
+    if not landing_dir.is_dir():
+        return []
+    return sorted(p.name for p in landing_dir.iterdir() if p.is_dir() and _is_date(p.name))
+
+
+def _is_date(text: str) -> bool:
+    try:
+        date.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""The Dagster code location: every asset, check, job, schedule and resource.
+
+Loaded by `dagster dev -w workspace.yaml`; import stays cheap (no GX, torch or MLflow
+imports at module level) so the UI and every run process start quickly.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from assets.curation import curation_dbt_models
+from assets.ingestion import raw_agent_logs
+from pipeline.partitions import daily_partitions
+from pipeline.resources import build_resources, dbt_project
+from pipeline.settings import get_settings
+
+# The dbt profile reads the DuckDB path from here, so dbt and Dagster share one file.
+os.environ.setdefault("FLYWHEEL_DUCKDB_PATH", str(get_settings().duckdb_path))
+dbt_project.prepare_if_dev()
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.assets(raw_agent_logs),
+    partitions_def=daily_partitions,
+    description="Capture one day of landing files: lakeFS commit, parse, quarantine.",
+)
+
+curate_job = dg.define_asset_job(
+    "curate_job",
+    selection=dg.AssetSelection.assets(curation_dbt_models),
+    description="Everything downstream of capture, over all ingested days.",
+)
+
+defs = dg.Definitions(
+    assets=[raw_agent_logs, curation_dbt_models],
+    jobs=[ingest_job, curate_job],
+    resources=build_resources(),
+)

@@ -1,0 +1,126 @@
+"""The canonical trajectory record: one task attempt by an agent.
+
+Every adapter produces these; everything downstream reads only these (as DuckDB tables).
+The documented schema lives in docs/trajectory_schema.md; bump SCHEMA_VERSION on any
+field change, since provenance records it per trajectory.
+
+Plain dataclasses on purpose: they are the functional core's data and carry no I/O.
+Tool-call `arguments` are always a dict here: adapters normalise JSON strings once, at
+ingestion, so nothing downstream has to guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+SCHEMA_VERSION = "1.0"
+
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
+VERIFIED_BY: tuple[str, ...] = ("environment", "test", "human")
+FEEDBACK_SOURCES: tuple[str, ...] = ("human", "implicit", "judge", "environment")
+SOURCE_FORMATS: tuple[str, ...] = ("canonical", "openai_chat", "otel_genai", "react_text")
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass
+class Step:
+    index: int
+    role: str
+    content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    tool_call_id: str | None = None  # set on role=tool: the call this result answers
+    error: str | None = None  # tool error or time-out text, on role=tool
+    latency_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass
+class Outcome:
+    success: bool | None = None  # None: not known
+    reward: float | None = None
+    verified_by: str | None = None  # environment / test / human
+    termination: str | None = None  # e.g. completed, max_steps, user_abandoned, escalated, error
+
+
+@dataclass
+class Feedback:
+    name: str  # e.g. rating, thumbs, correction, escalation, abandonment
+    value: Any
+    source: str  # human / implicit / judge / environment
+    comment: str | None = None
+    corrected_output: str | None = None
+    at: str | None = None  # ISO-8601
+
+
+@dataclass
+class Consent:
+    may_train: bool = False  # absent consent means no training use
+    scope: str | None = None  # e.g. "training", "evaluation_only"
+
+
+@dataclass
+class Provenance:
+    source_format: str
+    source_uri: str  # lakefs://repo/commit/path of the raw file
+    line: int  # 1-based line (or record ordinal for multi-record formats)
+    raw_commit: str | None = None
+    schema_version: str = SCHEMA_VERSION
+
+
+@dataclass
+class Trajectory:
+    trajectory_id: str
+    session_id: str | None
+    user_id: str | None
+    tenant: str | None
+    agent_name: str | None
+    agent_version: str | None
+    model: str | None
+    task_type: str | None
+    goal: str | None
+    started_at: str | None
+    ended_at: str | None
+    system_prompt: str | None
+    tools: list[dict[str, Any]]  # JSON schemas, OpenAI function-tool shape
+    request_params: dict[str, Any]
+    steps: list[Step]
+    outcome: Outcome
+    feedback: list[Feedback]
+    consent: Consent
+    provenance: Provenance
+    task_spec: dict[str, Any] | None = None  # simulator task spec, for sandbox replay
+    extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, kept, never dropped
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trajectory_from_dict(data: dict[str, Any]) -> Trajectory:
+    """Rebuild a Trajectory from `to_dict()` output (the canonical JSONL shape)."""
+    steps = [
+        Step(**{**s, "tool_calls": [ToolCall(**c) for c in s.get("tool_calls") or []]})
+        for s in data.get("steps") or []
+    ]
+    return Trajectory(
+        **{
+            **{k: v for k, v in data.items() if k not in _NESTED},
+            "steps": steps,
+            "outcome": Outcome(**(data.get("outcome") or {})),
+            "feedback": [Feedback(**f) for f in data.get("feedback") or []],
+            "consent": Consent(**(data.get("consent") or {})),
+            "provenance": Provenance(**data["provenance"]),
+        }
+    )
+
+
+_NESTED = {"steps", "outcome", "feedback", "consent", "provenance"}

@@ -1,0 +1,134 @@
+"""The one place that decides paths, endpoints and credentials.
+
+Every value comes from a `FLYWHEEL_*` environment variable with a local default, so the
+same code runs the embedded demo (everything under the project's `.state/` directory) and a
+deployment (remote lakeFS, MLflow server, warehouse). Secrets are held as `Secret`, whose
+repr and str are masked, so that printing or logging a Settings object never leaks them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Pinned lakeFS server release: the Python SDK pins (lakefs 0.16 / lakefs-sdk 1.88) speak
+# its API, and v1.84.0 is verified to build with Go 1.26 from the module proxy.
+LAKEFS_VERSION = "v1.84.0"
+
+
+class Secret:
+    """A credential that never shows itself in repr/str/logs; `.reveal()` to use it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"FLYWHEEL_{name}", default)
+
+
+def _path(name: str, default: Path) -> Path:
+    return Path(_env(name, str(default))).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path
+    landing_dir: Path
+    tools_dir: Path
+    duckdb_path: Path
+    # lakeFS
+    lakefs_port: int
+    lakefs_endpoint: str
+    lakefs_access_key_id: str
+    lakefs_secret_access_key: Secret = field(repr=True)
+    lakefs_encrypt_secret: Secret = field(repr=True)
+    lakefs_bin: str | None = None  # explicit binary; else PATH; else the built one
+    raw_repo: str = "raw-agent-logs"
+    datasets_repo: str = "agent-datasets"
+    # MLflow
+    mlflow_port: int = 5000
+    mlflow_tracking_uri: str = ""
+    # Dagster
+    dagster_port: int = 3000
+    dbt_target: str = "duckdb"
+    partition_start: str = "2026-11-01"  # first day of the daily partitions
+
+    @property
+    def lakefs_dir(self) -> Path:
+        return self.state_dir / "lakefs"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.state_dir / "mlflow"
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.state_dir / "dagster_home"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def built_lakefs_bin(self) -> Path:
+        return self.tools_dir / f"lakefs-{LAKEFS_VERSION}" / "lakefs"
+
+    @property
+    def lakectl_config(self) -> Path:
+        """Where the lakefs SDK looks for credentials when none are passed (~/.lakectl.yaml
+        by default; we point LAKECTL_CONFIG_FILE here so the demo never touches $HOME)."""
+        return self.state_dir / "lakectl.yaml"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    state_dir = _path("STATE_DIR", PROJECT_ROOT / ".state")
+    lakefs_port = int(_env("LAKEFS_PORT", "8000"))
+    mlflow_port = int(_env("MLFLOW_PORT", "5000"))
+    mlflow_dir = state_dir / "mlflow"
+    return Settings(
+        state_dir=state_dir,
+        landing_dir=_path("LANDING_DIR", state_dir / "landing"),
+        tools_dir=_path("TOOLS_DIR", state_dir / "tools"),
+        duckdb_path=_path("DUCKDB_PATH", state_dir / "warehouse.duckdb"),
+        lakefs_port=lakefs_port,
+        lakefs_endpoint=_env("LAKEFS_ENDPOINT", f"http://127.0.0.1:{lakefs_port}"),
+        # Local-demo credentials: only ever used against the loopback server that
+        # `flywheel up` starts. A deployment sets its own through the environment.
+        lakefs_access_key_id=_env("LAKEFS_ACCESS_KEY_ID", "AKIAIOSFOLQUICKSTART"),
+        lakefs_secret_access_key=Secret(
+            _env("LAKEFS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYLOCALDEMO")
+        ),
+        lakefs_encrypt_secret=Secret(_env("LAKEFS_ENCRYPT_SECRET", "flywheel-local-demo-only")),
+        lakefs_bin=os.environ.get("FLYWHEEL_LAKEFS_BIN") or None,
+        raw_repo=_env("RAW_REPO", "raw-agent-logs"),
+        datasets_repo=_env("DATASETS_REPO", "agent-datasets"),
+        mlflow_port=mlflow_port,
+        mlflow_tracking_uri=_env(
+            "MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+        ),
+        dagster_port=int(_env("DAGSTER_PORT", "3000")),
+        dbt_target=_env("DBT_TARGET", "duckdb"),
+        partition_start=_env("PARTITION_START", "2026-11-01"),
+    )

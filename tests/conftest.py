@@ -1,0 +1,79 @@
+"""Shared fixtures: real services on free loopback ports, state in temp dirs.
+
+The environment is set before any pipeline module reads settings, so every test run
+uses its own state directory and never the developer's `.state/` (except for the built
+lakeFS binary, which is a cached tool).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_SESSION_STATE = Path(tempfile.mkdtemp(prefix="flywheel-test-state-"))
+os.environ.setdefault("FLYWHEEL_TOOLS_DIR", str(PROJECT_ROOT / ".state" / "tools"))
+os.environ["FLYWHEEL_STATE_DIR"] = str(_SESSION_STATE)
+os.environ["GX_ANALYTICS_ENABLED"] = "false"
+os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
+
+from pipeline.settings import get_settings  # noqa: E402  (after the environment is set)
+from pipeline.stack import (  # noqa: E402
+    ensure_lakefs_binary,
+    free_port,
+    lakefs_env,
+    wait_until_healthy,
+    stop_process_group,
+)
+
+
+class LakeFSServer:
+    def __init__(self, endpoint: str, port: int, proc: subprocess.Popen) -> None:
+        self.endpoint = endpoint
+        self.port = port
+        self.proc = proc
+
+    def client(self):
+        import lakefs
+
+        settings = get_settings()
+        return lakefs.Client(
+            host=self.endpoint,
+            username=settings.lakefs_access_key_id,
+            password=settings.lakefs_secret_access_key.reveal(),
+        )
+
+
+@pytest.fixture(scope="session")
+def lakefs_server() -> Iterator[LakeFSServer]:
+    """A real lakeFS server: in-memory database, local blockstore in a temp dir."""
+    settings = get_settings()
+    binary = ensure_lakefs_binary(settings)
+    port = free_port()
+    data_dir = Path(tempfile.mkdtemp(prefix="lakefs-test-"))
+    log_path = data_dir / "lakefs.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(binary), "run"],
+            env=lakefs_env(settings, database="mem", data_dir=data_dir, port=port),
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy("lakefs", f"{endpoint}/_health", proc, log_path, timeout=60)
+        yield LakeFSServer(endpoint, port, proc)
+    finally:
+        stop_process_group(proc.pid)
+
+
+@pytest.fixture()
+def unique_name(request) -> str:
+    """A lakeFS-safe repository name unique to the test."""
+    import re
+
+    return re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
