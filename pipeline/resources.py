@@ -74,6 +74,7 @@ class MlflowResource(dg.ConfigurableResource):
 
     tracking_uri: str
     experiment_name: str = "flywheel"
+    # Only for a direct sqlite store (tests); a tracking server decides artifact locations.
     artifact_root: str = ""
 
     def configure(self) -> Any:
@@ -127,10 +128,7 @@ def build_resources() -> dict[str, Any]:
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     return {
         "lakefs": LakeFSResource(endpoint=settings.lakefs_endpoint),
-        "mlflow": MlflowResource(
-            tracking_uri=settings.mlflow_tracking_uri,
-            artifact_root=str(settings.mlflow_dir / "artifacts"),
-        ),
+        "mlflow": MlflowResource(tracking_uri=settings.mlflow_tracking_uri),
         "duckdb": DuckDBResource(database=str(settings.duckdb_path)),
         "dbt": DbtCliResource(
             project_dir=dbt_project, dbt_executable=venv_tool("dbt"), target=settings.dbt_target

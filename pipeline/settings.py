@@ -68,7 +68,8 @@ class Settings:
     datasets_repo: str = "agent-datasets"
     # MLflow
     mlflow_port: int = 5000
-    mlflow_tracking_uri: str = ""
+    mlflow_tracking_uri: str = ""  # what clients (assets, CLI) talk to
+    mlflow_backend_store_uri: str = ""  # what the tracking server stores runs in
     # Dagster
     dagster_port: int = 3000
     dbt_target: str = "duckdb"
@@ -125,8 +126,11 @@ def get_settings() -> Settings:
         raw_repo=_env("RAW_REPO", "raw-agent-logs"),
         datasets_repo=_env("DATASETS_REPO", "agent-datasets"),
         mlflow_port=mlflow_port,
-        mlflow_tracking_uri=_env(
-            "MLFLOW_TRACKING_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}"
+        # Clients go through the tracking server, as they would in production; the server
+        # keeps runs in sqlite and artifacts on local disk under the state directory.
+        mlflow_tracking_uri=_env("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{mlflow_port}"),
+        mlflow_backend_store_uri=_env(
+            "MLFLOW_BACKEND_STORE_URI", f"sqlite:///{mlflow_dir / 'mlflow.db'}"
         ),
         dagster_port=int(_env("DAGSTER_PORT", "3000")),
         dbt_target=_env("DBT_TARGET", "duckdb"),

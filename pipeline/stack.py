@@ -234,8 +234,8 @@ def services(settings: Settings) -> list[Service]:
         mlflow = Path(sys.executable).with_name("mlflow")
         return [
             str(mlflow), "server",
-            "--backend-store-uri", settings.mlflow_tracking_uri,
-            "--default-artifact-root", artifacts.as_uri(),
+            "--backend-store-uri", settings.mlflow_backend_store_uri,
+            "--artifacts-destination", artifacts.as_uri(), "--serve-artifacts",
             "--host", "127.0.0.1", "--port", str(settings.mlflow_port),
             "--workers", "1",
         ], dict(os.environ)

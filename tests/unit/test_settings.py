@@ -25,7 +25,8 @@ def test_environment_overrides_defaults(monkeypatch, tmp_path):
         settings = get_settings()
         assert settings.state_dir == tmp_path.resolve()
         assert settings.lakefs_endpoint == "http://127.0.0.1:18123"
-        assert settings.mlflow_tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow' / 'mlflow.db'}"
+        assert settings.mlflow_tracking_uri == "http://127.0.0.1:18124"
+        assert settings.mlflow_backend_store_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow' / 'mlflow.db'}"
         assert settings.duckdb_path == tmp_path.resolve() / "warehouse.duckdb"
     finally:
         get_settings.cache_clear()
