@@ -72,7 +72,7 @@ class Consent:
 class Provenance:
     source_format: str
     source_uri: str  # lakefs://repo/commit/path of the raw file
-    line: int  # 1-based line (or record ordinal for multi-record formats)
+    line: int  # 1-based line of the record's first line in the raw file
     raw_commit: str | None = None
     schema_version: str = SCHEMA_VERSION
 

@@ -38,6 +38,11 @@ class LakeFSServer:
         self.port = port
         self.proc = proc
 
+    def repository(self, name: str):
+        import lakefs
+
+        return lakefs.Repository(name, client=self.client())
+
     def client(self):
         import lakefs
 

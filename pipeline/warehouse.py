@@ -1,0 +1,105 @@
+"""The canonical tables in DuckDB and the partition-replace write.
+
+Schema `raw` holds what ingestion parsed (restricted: it still contains PII); schema
+`redacted` holds the same tables after redaction and is the only thing the dbt project
+reads. A partition is replaced in one transaction (delete, then insert), so
+re-materializing a day never duplicates rows and a crash mid-write leaves the previous
+contents in place.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+RAW_SCHEMA = "raw"
+REDACTED_SCHEMA = "redacted"
+
+_KEY = "partition_date VARCHAR NOT NULL, record_key VARCHAR NOT NULL, trajectory_id VARCHAR"
+
+RAW_TABLES: dict[str, str] = {
+    "trajectories": f"""{_KEY},
+        session_id VARCHAR, user_id VARCHAR, tenant VARCHAR, agent_name VARCHAR,
+        agent_version VARCHAR, model VARCHAR, task_type VARCHAR, goal VARCHAR,
+        started_at VARCHAR, ended_at VARCHAR, system_prompt VARCHAR, tools JSON,
+        request_params JSON, success BOOLEAN, reward DOUBLE, verified_by VARCHAR,
+        termination VARCHAR, consent_may_train BOOLEAN, consent_scope VARCHAR, task_spec JSON,
+        extra JSON, n_steps INTEGER, content_digest VARCHAR, source_format VARCHAR,
+        source_uri VARCHAR, source_line INTEGER, raw_commit VARCHAR, schema_version VARCHAR""",
+    "steps": f"""{_KEY},
+        step_index INTEGER, role VARCHAR, content VARCHAR, reasoning VARCHAR,
+        tool_call_id VARCHAR, error VARCHAR, latency_ms DOUBLE, prompt_tokens INTEGER,
+        completion_tokens INTEGER, n_tool_calls INTEGER""",
+    "tool_calls": f"""{_KEY},
+        step_index INTEGER, call_index INTEGER, call_id VARCHAR, name VARCHAR, arguments JSON""",
+    "feedback": f"""{_KEY},
+        feedback_index INTEGER, name VARCHAR, value JSON, source VARCHAR, comment VARCHAR,
+        corrected_output VARCHAR, feedback_at VARCHAR""",
+}
+# Quarantined records keep a raw excerpt for the operator: they stay in the raw schema only.
+QUARANTINE_TABLE = {
+    "quarantine": """partition_date VARCHAR NOT NULL, source_file VARCHAR, source_uri VARCHAR,
+        source_line INTEGER, source_format VARCHAR, reason VARCHAR NOT NULL, detail VARCHAR,
+        raw_excerpt VARCHAR""",
+}
+SCHEMAS: dict[str, dict[str, str]] = {
+    RAW_SCHEMA: {**RAW_TABLES, **QUARANTINE_TABLE},
+    REDACTED_SCHEMA: RAW_TABLES,
+}
+
+
+def ensure_tables(con: Any, schema: str = RAW_SCHEMA) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+    for table, columns in SCHEMAS[schema].items():
+        con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{table} ({columns})")
+
+
+def _column_names(con: Any, schema: str, table: str) -> list[str]:
+    rows = con.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        [schema, table],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def replace_partition(
+    con: Any,
+    partition: str,
+    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    schema: str = RAW_SCHEMA,
+) -> dict[str, int]:
+    """Atomically replace one partition's rows in every table of `schema`; return rows written."""
+    ensure_tables(con, schema)
+    written: dict[str, int] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in SCHEMAS[schema]:
+            rows = tables.get(table, [])
+            con.execute(f"DELETE FROM {schema}.{table} WHERE partition_date = ?", [partition])
+            if rows:
+                columns = _column_names(con, schema, table)
+                frame = pd.DataFrame.from_records(list(rows), columns=columns)
+                con.register("incoming_rows", frame)
+                con.execute(f"INSERT INTO {schema}.{table} BY NAME SELECT * FROM incoming_rows")
+                con.unregister("incoming_rows")
+            written[table] = len(rows)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return written
+
+
+def read_partition(con: Any, partition: str, schema: str = RAW_SCHEMA) -> dict[str, list[dict[str, Any]]]:
+    """Every table of `schema` for one partition, as plain row dicts (JSON columns as text)."""
+    ensure_tables(con, schema)
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for table in RAW_TABLES:
+        cursor = con.execute(
+            f"SELECT * FROM {schema}.{table} WHERE partition_date = ? ORDER BY ALL", [partition]
+        )
+        names = [d[0] for d in cursor.description]
+        tables[table] = [dict(zip(names, row)) for row in cursor.fetchall()]
+    return tables
