@@ -144,8 +144,12 @@ def simulate(days: int, per_day: int, out_dir: Path | None, seed: int, start_dat
     summary = run_simulation(
         days=days, per_day=per_day, out_dir=target, seed=seed, start_date=start_date.date()
     )
-    click.echo(f"simulated {days} days x {per_day} trajectories into {target}")
-    click.echo(str(summary))
+    for day in summary.days:
+        formats = ", ".join(f"{lane} {n}" for lane, n in sorted(day.records_by_format.items()))
+        defects = ", ".join(f"{kind} {n}" for kind, n in sorted(day.defects_planted.items()))
+        click.echo(f"{day.date}: {day.trajectories} trajectories, {len(day.files)} files "
+                   f"({formats}); planted defects: {defects or 'none'}")
+    click.echo(f"landing files in {target / 'landing'}, ground truth in {target / 'ground_truth'}")
 
 
 @main.command()
