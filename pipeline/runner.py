@@ -58,6 +58,14 @@ def run_main_job(partitions: list[str], echo: Callable[[str], None] = print) -> 
         echo("not built yet in this version: " + "; ".join(missing))
 
 
+def _root_cause(error) -> str:
+    """The innermost error's first line: Dagster wraps user errors in its own."""
+    while error.cause is not None:
+        error = error.cause
+    lines = error.message.strip().splitlines()
+    return lines[0] if lines else error.cls_name or "unknown error"
+
+
 def _report(result, echo: Callable[[str], None], started: float) -> None:
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
@@ -69,7 +77,7 @@ def _report(result, echo: Callable[[str], None], started: float) -> None:
         echo(f"    {materialization.asset_key.to_user_string()} {shown}")
     if not result.success:
         failures = [
-            f"{e.step_key}: {e.event_specific_data.error.message.strip().splitlines()[0]}"
+            f"{e.step_key}: {_root_cause(e.event_specific_data.error)}"
             for e in result.all_events
             if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
         ]

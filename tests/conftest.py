@@ -79,6 +79,9 @@ def lakefs_server() -> Iterator[LakeFSServer]:
 @pytest.fixture()
 def unique_name(request) -> str:
     """A lakeFS-safe repository name unique to the test."""
+    import hashlib
     import re
 
-    return re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    name = request.node.name.lower()
+    suffix = hashlib.sha256(name.encode()).hexdigest()[:8]
+    return re.sub(r"[^a-z0-9-]+", "-", name)[:40].strip("-") + "-" + suffix
