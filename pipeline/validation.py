@@ -25,6 +25,7 @@ class ExpectationFailure:
     unexpected_count: int | None
     sample: list[Any]
     observed: Any = None
+    rows: list[dict[str, Any]] = field(default_factory=list)  # sample failing rows
 
     def describe(self) -> str:
         where = f" on column `{self.column}`" if self.column else ""
@@ -40,6 +41,7 @@ class ValidationOutcome:
     success: bool
     evaluated: int
     failures: list[ExpectationFailure] = field(default_factory=list)
+    docs_url: str | None = None
 
     def summary(self) -> str:
         if self.success:
@@ -54,45 +56,99 @@ def load_suite(path: Path) -> dict[str, Any]:
         return json.load(handle)
 
 
-def _ephemeral_context() -> Any:
+def _context(docs_root: Path | None) -> Any:
+    """An ephemeral GX context, or a file context under `docs_root` that writes Data Docs."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    context = gx.get_context(mode="ephemeral")
+    import pipeline.gx_expectations  # noqa: F401 - registers our custom expectations
+
+    if docs_root is None:
+        context = gx.get_context(mode="ephemeral")
+    else:
+        context = gx.get_context(mode="file", project_root_dir=str(docs_root))
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     return context
 
 
-def validate_dataframe(frame: Any, suite: dict[str, Any]) -> ValidationOutcome:
-    """Validate a pandas DataFrame against a suite dict; report every failure with a sample."""
+def _batch_definition(context: Any, asset_name: str) -> Any:
+    try:
+        source = context.data_sources.get("frames")
+    except (KeyError, ValueError):
+        source = context.data_sources.add_pandas("frames")
+    try:
+        asset = source.get_asset(asset_name)
+    except LookupError:
+        asset = source.add_dataframe_asset(asset_name)
+    try:
+        return asset.get_batch_definition("whole")
+    except KeyError:
+        return asset.add_batch_definition_whole_dataframe("whole")
+
+
+def _sample_rows(frame: Any, indices: list[Any] | None, columns: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for index in (indices or [])[:FAILURE_SAMPLE]:
+        row = frame.loc[index]
+        rows.append({c: _short(row[c]) for c in columns if c in frame.columns})
+    return rows
+
+
+def _short(value: Any) -> Any:
+    text = value if isinstance(value, (int, float, bool)) or value is None else str(value)
+    return text[:200] + "…" if isinstance(text, str) and len(text) > 200 else text
+
+
+def validate_dataframe(
+    frame: Any,
+    suite: dict[str, Any],
+    *,
+    docs_root: Path | None = None,
+    id_columns: tuple[str, ...] = (),
+) -> ValidationOutcome:
+    """Validate a pandas DataFrame against a suite dict; report every failure with a sample
+    of failing values and rows (`id_columns` + the failing column). With `docs_root`, the
+    result is also rendered into the GX Data Docs site there."""
     import great_expectations as gx
 
-    context = _ephemeral_context()
-    batch_definition = (
-        context.data_sources.add_pandas("frames")
-        .add_dataframe_asset("frame")
-        .add_batch_definition_whole_dataframe("whole")
+    context = _context(docs_root)
+    name = suite["name"]
+    gx_suite = context.suites.add_or_update(
+        gx.ExpectationSuite(name=name, expectations=suite["expectations"])
     )
-    gx_suite = context.suites.add(
-        gx.ExpectationSuite(name=suite["name"], expectations=suite["expectations"])
+    definition = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=name, data=_batch_definition(context, name), suite=gx_suite)
     )
-    result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
-        gx_suite, result_format="SUMMARY"
+    actions = [gx.checkpoint.UpdateDataDocsAction(name="data_docs")] if docs_root else []
+    checkpoint = context.checkpoints.add_or_update(
+        gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions,
+                      result_format="COMPLETE")
     )
-    failures = [
-        ExpectationFailure(
+    run = checkpoint.run(batch_parameters={"dataframe": frame})
+    [result] = run.run_results.values()
+    failures = []
+    for r in result.results:
+        if r.success:
+            continue
+        kwargs = {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"}
+        column = kwargs.get("column")
+        raised = (r.exception_info or {}).get("exception_message") if r.exception_info else None
+        failures.append(ExpectationFailure(
             expectation=r.expectation_config.type,
-            column=r.expectation_config.kwargs.get("column"),
-            kwargs={k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"},
+            column=column,
+            kwargs=kwargs,
             unexpected_count=r.result.get("unexpected_count"),
-            sample=list(r.result.get("partial_unexpected_list") or [])[:FAILURE_SAMPLE],
-            observed=r.result.get("observed_value"),
-        )
-        for r in result.results
-        if not r.success
-    ]
+            sample=[_short(v) for v in list(r.result.get("partial_unexpected_list") or [])[:FAILURE_SAMPLE]],
+            observed=raised or r.result.get("observed_value"),
+            rows=_sample_rows(frame, r.result.get("unexpected_index_list"),
+                              [*id_columns, *([column] if column else [])]),
+        ))
+    docs_url = None
+    if docs_root is not None:
+        sites = context.get_docs_sites_urls()
+        docs_url = sites[0]["site_url"] if sites else None
     return ValidationOutcome(
-        suite=suite["name"], success=bool(result.success), evaluated=len(result.results),
-        failures=failures,
+        suite=name, success=bool(result.success), evaluated=len(result.results),
+        failures=failures, docs_url=docs_url,
     )

@@ -33,3 +33,18 @@ def test_passing_frame_passes():
     frame = pd.DataFrame({"trajectory_id": ["t1"], "role": ["user"]})
     outcome = validate_dataframe(frame, SUITE)
     assert outcome.success and outcome.failures == []
+
+
+def test_failing_rows_sampled_and_data_docs_written(tmp_path):
+    frame = pd.DataFrame({"record_key": ["r1", "r2", "r3"],
+                          "text": ["hi <EMAIL_1>", "call me on +44 20 7946 0958", None]})
+    suite = {"name": "no_pii", "expectations": [
+        {"type": "expect_column_values_to_contain_no_pii", "kwargs": {"column": "text"}}]}
+    outcome = validate_dataframe(frame, suite, docs_root=tmp_path / "gx", id_columns=("record_key",))
+    assert not outcome.success
+    [failure] = outcome.failures
+    assert failure.expectation == "expect_column_values_to_contain_no_pii"
+    assert failure.rows == [{"record_key": "r2", "text": "call me on +44 20 7946 0958"}]
+    assert outcome.docs_url and outcome.docs_url.startswith("file://")
+    index = outcome.docs_url.removeprefix("file://")
+    assert "no_pii" in open(index).read()
