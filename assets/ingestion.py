@@ -6,6 +6,7 @@ from dagster_duckdb import DuckDBResource
 from pipeline.ingest import FileStats, IngestRules, SourceFile, ingest_files
 from pipeline.lakefs_store import commit_partition_files, read_objects
 from pipeline.partitions import daily_partitions
+from pipeline.redaction import redact_tables
 from pipeline.resources import LakeFSResource
 from pipeline.settings import get_settings
 from pipeline.warehouse import replace_partition
@@ -67,8 +68,12 @@ def raw_agent_logs(
             f"accounting broken for {partition}: read {result.records_read}, ingested "
             f"{result.ingested}, quarantined {result.quarantined}; nothing was written"
         )
+    # Quarantined excerpts are shown to operators: they get the same redaction as the data
+    # (the untouched line stays in the restricted raw repository, at its file and line).
+    quarantine = redact_tables({"quarantine": result.tables["quarantine"]}).tables["quarantine"]
+    tables = {**result.tables, "quarantine": quarantine}
     with duckdb.get_connection() as con:
-        written = replace_partition(con, partition, result.tables)
+        written = replace_partition(con, partition, tables)
 
     return dg.MaterializeResult(
         metadata={

@@ -12,6 +12,7 @@ import dagster as dg
 
 from assets.curation import curation_dbt_models
 from assets.ingestion import raw_agent_logs
+from assets.redaction import redacted_trajectories
 from pipeline.partitions import daily_partitions
 from pipeline.resources import build_resources, dbt_project
 from pipeline.settings import get_settings
@@ -22,9 +23,9 @@ dbt_project.prepare_if_dev()
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
-    selection=dg.AssetSelection.assets(raw_agent_logs),
+    selection=dg.AssetSelection.assets(raw_agent_logs, redacted_trajectories),
     partitions_def=daily_partitions,
-    description="Capture one day of landing files: lakeFS commit, parse, quarantine.",
+    description="Capture one day of landing files: lakeFS commit, parse, quarantine, redact.",
 )
 
 curate_job = dg.define_asset_job(
@@ -34,7 +35,7 @@ curate_job = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[raw_agent_logs, curation_dbt_models],
+    assets=[raw_agent_logs, redacted_trajectories, curation_dbt_models],
     jobs=[ingest_job, curate_job],
     resources=build_resources(),
 )
