@@ -17,7 +17,7 @@ from pipeline.settings import get_settings
 LIFECYCLE = (
     ("raw_agent_logs", "capture into lakeFS + canonical tables"),
     ("redacted_trajectories", "PII and secret redaction"),
-    ("sft_examples", "curation marts (labels, dedup, balance, splits)"),
+    ("marts/sft_examples", "curation marts (labels, dedup, balance, splits)"),
     ("dataset_release", "GX gates + write-audit-publish on lakeFS"),
     ("fine_tuned_model", "fine-tuning tracked in MLflow"),
     ("evaluation_report", "evaluation and promotion"),
@@ -66,15 +66,22 @@ def _root_cause(error) -> str:
     return lines[0] if lines else error.cls_name or "unknown error"
 
 
+SHOWN_METADATA = ("records_read", "records_ingested", "records_quarantined", "replacements",
+                  "raw_commit", "dagster/row_count")
+
+
 def _report(result, echo: Callable[[str], None], started: float) -> None:
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
-        metadata = materialization.metadata
         shown = {
-            k: v.value for k, v in metadata.items()
-            if k in ("records_read", "records_ingested", "records_quarantined", "raw_commit")
+            k: v.value for k, v in materialization.metadata.items() if k in SHOWN_METADATA
         }
-        echo(f"    {materialization.asset_key.to_user_string()} {shown}")
+        echo(f"    {materialization.asset_key.to_user_string()} {shown or ''}".rstrip())
+    checks = [e.asset_check_evaluation_data for e in result.get_asset_check_evaluations()]
+    if checks:
+        failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
+        echo(f"    checks: {len(checks) - len(failed)} passed, {len(failed)} failed"
+             + (f" ({', '.join(failed)})" if failed else ""))
     if not result.success:
         failures = [
             f"{e.step_key}: {_root_cause(e.event_specific_data.error)}"

@@ -36,7 +36,8 @@ def _project_copy(tmp_path: Path) -> Path:
 def test_staging_builds_and_its_tests_pass(tmp_path):
     db = tmp_path / "w.duckdb"
     with duckdb.connect(str(db)) as con:
-        replace_partition(con, "2026-11-20", {"trajectories": [_row("a"), _row("b", "react_text")]})
+        replace_partition(con, "2026-11-20", {"trajectories": [_row("a"), _row("b", "react_text")]},
+                          schema="redacted")
     result = _dbt_build(db, _project_copy(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:]
     with duckdb.connect(str(db)) as con:
@@ -49,7 +50,8 @@ def test_staging_builds_and_its_tests_pass(tmp_path):
 def test_a_violated_dbt_test_fails_the_build(tmp_path):
     db = tmp_path / "w.duckdb"
     with duckdb.connect(str(db)) as con:
-        replace_partition(con, "2026-11-20", {"trajectories": [_row("a", "carrier_pigeon")]})
+        replace_partition(con, "2026-11-20", {"trajectories": [_row("a", "carrier_pigeon")]},
+                          schema="redacted")
     result = _dbt_build(db, _project_copy(tmp_path))
     assert result.returncode != 0
     assert "accepted_values_stg_trajectories_source_format" in result.stdout

@@ -1,5 +1,9 @@
--- One typed row per ingested trajectory record. Exact replays are still here: they share
+-- One typed row per redacted trajectory record. Exact replays are still here: they share
 -- content_digest, and deduplication is a curation decision made downstream.
+with source_rows as (
+    select * from {{ source('redacted', 'trajectories') }}
+)
+
 select
     record_key,
     trajectory_id,
@@ -10,16 +14,24 @@ select
     agent_name,
     agent_version,
     model,
-    task_type,
-    goal,
+    nullif(trim(task_type), '') as task_type,
+    nullif(trim(goal), '') as goal,
     try_cast(started_at as timestamptz) as started_at,
     try_cast(ended_at as timestamptz) as ended_at,
+    system_prompt,
+    coalesce(tools, '[]')::json as tools,
+    -- names of the tools offered to the agent, to spot calls to tools it was never given
+    coalesce(json_extract_string(tools, '$[*].function.name'), [])::varchar[] as offered_tool_names,
+    request_params::json as request_params,
     success,
     reward,
-    verified_by,
-    termination,
+    nullif(trim(verified_by), '') as verified_by,
+    nullif(trim(termination), '') as termination,
     coalesce(consent_may_train, false) as consent_may_train,
-    consent_scope,
+    nullif(trim(consent_scope), '') as consent_scope,
+    task_spec::json as task_spec,
+    nullif(json_extract_string(task_spec, '$.template_id'), '') as template_id,
+    extra::json as extra,
     n_steps,
     content_digest,
     source_format,
@@ -27,4 +39,4 @@ select
     source_line,
     raw_commit,
     schema_version
-from {{ source('raw', 'trajectories') }}
+from source_rows
