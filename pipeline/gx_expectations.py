@@ -5,12 +5,24 @@ expectations/ can name them by type. Imported lazily by pipeline.validation, lik
 """
 
 from great_expectations.execution_engine import PandasExecutionEngine
-from great_expectations.expectations.expectation import ColumnMapExpectation
-from great_expectations.expectations.metrics import (
-    ColumnMapMetricProvider,
-    column_condition_partial,
+from great_expectations.expectations.expectation import (
+    ColumnMapExpectation,
+    ColumnPairMapExpectation,
+    MulticolumnMapExpectation,
+)
+from great_expectations.expectations.metrics import ColumnMapMetricProvider, column_condition_partial
+from great_expectations.expectations.metrics.map_metric_provider import (
+    ColumnPairMapMetricProvider,
+    MulticolumnMapMetricProvider,
+)
+from great_expectations.expectations.metrics.map_metric_provider.column_pair_condition_partial import (
+    column_pair_condition_partial,
+)
+from great_expectations.expectations.metrics.map_metric_provider.multicolumn_condition_partial import (
+    multicolumn_condition_partial,
 )
 
+from pipeline.conversation import conversation_problems
 from pipeline.redaction import detect
 
 
@@ -29,4 +41,51 @@ class ExpectColumnValuesToContainNoPii(ColumnMapExpectation):
     """Expect no value of the column to contain a detectable PII or secret pattern."""
 
     map_metric = "column_values.flywheel_contain_no_pii"
+    success_keys = ("mostly",)
+
+
+class ConversationsWellFormed(MulticolumnMapMetricProvider):
+    """True where the conversation formed by the message columns (all but the last column,
+    concatenated) is well formed against the tools in the last column."""
+
+    condition_metric_name = "multicolumn_values.flywheel_conversation_well_formed"
+    condition_domain_keys = ("batch_id", "table", "column_list", "row_condition",
+                             "condition_parser", "ignore_row_if")
+
+    @multicolumn_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column_list, **kwargs):  # noqa: N805 - GX's metric-provider signature
+        *message_columns, tools_column = column_list.columns
+        return column_list.apply(
+            lambda row: not conversation_problems(
+                [row[c] for c in message_columns], row[tools_column]
+            ),
+            axis=1,
+        )
+
+
+class ExpectConversationsToBeWellFormed(MulticolumnMapExpectation):
+    """Expect valid role order, every tool call answered by a result or an error, and
+    tool-call arguments that are objects conforming to the tool's JSON schema."""
+
+    map_metric = "multicolumn_values.flywheel_conversation_well_formed"
+    success_keys = ("mostly",)
+
+
+class GroupsInOneSplit(ColumnPairMapMetricProvider):
+    """True where the row's group (column A) appears with a single split (column B)."""
+
+    condition_metric_name = "column_pair_values.flywheel_group_in_one_split"
+    condition_domain_keys = ("batch_id", "table", "column_A", "column_B", "row_condition",
+                             "condition_parser", "ignore_row_if")
+
+    @column_pair_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column_A, column_B, **kwargs):  # noqa: N805,N803 - GX's signature
+        splits_per_group = column_B.groupby(column_A).transform("nunique")
+        return splits_per_group == 1
+
+
+class ExpectGroupsToBeInOneSplit(ColumnPairMapExpectation):
+    """Expect every group key (column_A) to sit in one split (column_B): no leakage."""
+
+    map_metric = "column_pair_values.flywheel_group_in_one_split"
     success_keys = ("mostly",)

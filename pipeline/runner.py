@@ -77,7 +77,10 @@ def _report(result, echo: Callable[[str], None], started: float) -> None:
             k: v.value for k, v in materialization.metadata.items() if k in SHOWN_METADATA
         }
         echo(f"    {materialization.asset_key.to_user_string()} {shown or ''}".rstrip())
-    checks = [e.asset_check_evaluation_data for e in result.get_asset_check_evaluations()]
+    checks = [
+        e.event_specific_data for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    ]
     if checks:
         failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
         echo(f"    checks: {len(checks) - len(failed)} passed, {len(failed)} failed"

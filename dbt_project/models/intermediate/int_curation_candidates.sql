@@ -1,5 +1,5 @@
 -- One row per trajectory record with its split and every curation rule that fires on it
--- (R01-R11; balancing, R12, follows in int_curation_balanced). Rules are evaluated
+-- (R01-R11, R13; balancing, R12, follows in int_curation_balanced). Rules are evaluated
 -- independently, so a record lists every reason it is out, not just the first.
 {% set eval_buckets = (var('eval_share') | float * 10000) | int %}
 
@@ -21,6 +21,13 @@ exact_duplicates as (
 
 near_duplicates as (
     select * from {{ ref('int_near_duplicates') }}
+),
+
+invalid_calls as (
+    select record_key, count(*) as n_invalid_tool_calls
+    from {{ ref('int_tool_call_validity') }}
+    where not is_valid
+    group by record_key
 ),
 
 -- a whole split group (template, user or session) goes to one side, by a stable hash
@@ -69,13 +76,15 @@ records as (
         n.near_dup_cluster_key,
         n.near_dup_cluster_size,
         coalesce(n.is_near_representative, false) as is_near_representative,
-        n.similarity_to_representative
+        n.similarity_to_representative,
+        coalesce(i.n_invalid_tool_calls, 0) as n_invalid_tool_calls
     from trajectories as t
     join split_assignment as sa using (record_key)
     join quality as q using (record_key)
     join structure as s using (record_key)
     join exact_duplicates as e using (record_key)
     left join near_duplicates as n using (record_key)
+    left join invalid_calls as i using (record_key)
 ),
 
 rule_flags as (
@@ -92,7 +101,10 @@ rule_flags as (
             as r08_over_long,
         -- success despite errors the agent never recovered from, or tools it was never given
         label = 'good' and (n_unrecovered_errors > 0 or n_unoffered_tool_calls > 0) as r09_lucky_success,
-        split = 'eval' and label = 'bad' as r11_eval_reference_not_good
+        split = 'eval' and label = 'bad' as r11_eval_reference_not_good,
+        -- a good outcome reached through calls that break the tool's schema would teach the
+        -- invalid call (SFT) or grade the model against it (eval)
+        label = 'good' and n_invalid_tool_calls > 0 as r13_invalid_tool_call
     from records
 ),
 
@@ -109,7 +121,7 @@ good_pool as (
     where label = 'good'
         and not (r01_exact_duplicate or r02_near_duplicate or r03_no_consent or r04_evaluation_only_consent
             or r05_unanswered_tool_call or r06_role_order or r07_ambiguous_outcome or r08_over_long
-            or r09_lucky_success)
+            or r09_lucky_success or r13_invalid_tool_call)
 ),
 
 with_bottom_quality as (
@@ -134,6 +146,7 @@ select
         case when r08_over_long then 'R08_over_long' end,
         case when r09_lucky_success then 'R09_lucky_success' end,
         case when r10_bottom_quality then 'R10_bottom_quality' end,
-        case when r11_eval_reference_not_good then 'R11_eval_reference_not_good' end
+        case when r11_eval_reference_not_good then 'R11_eval_reference_not_good' end,
+        case when r13_invalid_tool_call then 'R13_invalid_tool_call' end
     ], lambda x: x is not null) as pre_balance_rule_ids
 from with_bottom_quality
