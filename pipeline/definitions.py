@@ -13,6 +13,8 @@ import dagster as dg
 from assets.curation import curation_dbt_models
 from assets.ingestion import raw_agent_logs
 from assets.redaction import redacted_trajectories
+from assets.release import dataset_release
+from assets.validation import gx_checks
 from pipeline.partitions import daily_partitions
 from pipeline.resources import build_resources, dbt_project
 from pipeline.settings import get_settings
@@ -30,12 +32,14 @@ ingest_job = dg.define_asset_job(
 
 curate_job = dg.define_asset_job(
     "curate_job",
-    selection=dg.AssetSelection.assets(curation_dbt_models),
-    description="Everything downstream of capture, over all ingested days.",
+    selection=dg.AssetSelection.assets(curation_dbt_models, dataset_release),
+    description="Everything downstream of capture, over all ingested days: curate, "
+    "validate, release.",
 )
 
 defs = dg.Definitions(
-    assets=[raw_agent_logs, redacted_trajectories, curation_dbt_models],
+    assets=[raw_agent_logs, redacted_trajectories, curation_dbt_models, dataset_release],
+    asset_checks=gx_checks,
     jobs=[ingest_job, curate_job],
     resources=build_resources(),
 )

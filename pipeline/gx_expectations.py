@@ -4,6 +4,8 @@ Importing this module registers them with GX (its metaclass does), so suites in
 expectations/ can name them by type. Imported lazily by pipeline.validation, like GX.
 """
 
+from typing import Literal
+
 from great_expectations.execution_engine import PandasExecutionEngine
 from great_expectations.expectations.expectation import (
     ColumnMapExpectation,
@@ -89,3 +91,8 @@ class ExpectGroupsToBeInOneSplit(ColumnPairMapExpectation):
 
     map_metric = "column_pair_values.flywheel_group_in_one_split"
     success_keys = ("mostly",)
+    ignore_row_if: Literal["both_values_are_missing", "either_value_is_missing", "neither"] = (
+        "either_value_is_missing"
+    )
+    domain_keys = ("batch_id", "table", "column_A", "column_B", "row_condition",
+                   "condition_parser", "ignore_row_if")

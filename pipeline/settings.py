@@ -88,6 +88,11 @@ class Settings:
         return self.state_dir / "dagster_home"
 
     @property
+    def gx_dir(self) -> Path:
+        """GX file context whose Data Docs site the validation checks link to."""
+        return self.state_dir / "gx"
+
+    @property
     def logs_dir(self) -> Path:
         return self.state_dir / "logs"
 

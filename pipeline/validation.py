@@ -87,6 +87,16 @@ def _batch_definition(context: Any, asset_name: str) -> Any:
         return asset.add_batch_definition_whole_dataframe("whole")
 
 
+def _exception_message(info: Any) -> str | None:
+    """GX reports an expectation that raised either flat or keyed by metric id."""
+    if not info:
+        return None
+    if "exception_message" in info:
+        return info["exception_message"] if info.get("raised_exception") else None
+    messages = [v.get("exception_message") for v in info.values() if isinstance(v, dict)]
+    return "; ".join(m for m in messages if m) or None
+
+
 def _sample_rows(frame: Any, indices: list[Any] | None, columns: list[str]) -> list[dict[str, Any]]:
     rows = []
     for index in (indices or [])[:FAILURE_SAMPLE]:
@@ -133,7 +143,7 @@ def validate_dataframe(
             continue
         kwargs = {k: v for k, v in r.expectation_config.kwargs.items() if k != "batch_id"}
         column = kwargs.get("column")
-        raised = (r.exception_info or {}).get("exception_message") if r.exception_info else None
+        raised = _exception_message(r.exception_info)
         failures.append(ExpectationFailure(
             expectation=r.expectation_config.type,
             column=column,

@@ -1,0 +1,91 @@
+"""The marts as they are validated and released: read, serialise, validate.
+
+Shared by the GX asset checks on the marts and by the release, which validates the exact
+Parquet bytes it is about to publish, so what passed is what ships.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.resources import EXPECTATIONS_DIR
+from pipeline.validation import ValidationOutcome, load_suite, validate_dataframe
+
+MARTS_SCHEMA = "marts"
+# mart -> the columns that order it (deterministic files, stable digests) and identify a row
+MART_KEYS: dict[str, tuple[str, ...]] = {
+    "sft_examples": ("record_key",),
+    "preference_pairs": ("pair_id",),
+    "kto_examples": ("record_key",),
+    "eval_cases": ("case_id",),
+    "curation_decisions": ("record_key",),
+    "coverage": ("task_type", "outcome", "split"),
+}
+SPLIT_MEMBERSHIP = "split_membership"
+
+
+def load_mart(con: Any, name: str) -> pd.DataFrame:
+    order = ", ".join(MART_KEYS[name])
+    return con.execute(f"SELECT * FROM {MARTS_SCHEMA}.{name} ORDER BY {order}").df()
+
+
+def split_membership(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """Which split each group key is used in, across every released mart: the frame the
+    leakage expectation runs on (a group in two splits is a leak)."""
+    parts = [
+        frames["sft_examples"][["split_group_key"]].assign(split="train", mart="sft_examples"),
+        frames["kto_examples"][["split_group_key"]].assign(split="train", mart="kto_examples"),
+        frames["preference_pairs"][["split_group_key"]].assign(split="train", mart="preference_pairs"),
+        # correction pairs have no rejected trajectory, hence no second group
+        frames["preference_pairs"][["rejected_split_group_key"]]
+        .dropna()
+        .rename(columns={"rejected_split_group_key": "split_group_key"})
+        .assign(split="train", mart="preference_pairs"),
+        frames["eval_cases"][["split_group_key"]].assign(split="eval", mart="eval_cases"),
+    ]
+    return pd.concat(parts, ignore_index=True)
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), buffer)
+    return buffer.getvalue()
+
+
+def read_parquet(data: bytes) -> pd.DataFrame:
+    return pq.read_table(io.BytesIO(data)).to_pandas()
+
+
+def validate_suite(
+    frame: pd.DataFrame, suite_name: str, docs_root: Path | None = None
+) -> ValidationOutcome:
+    suite = load_suite(EXPECTATIONS_DIR / f"{suite_name}.json")
+    id_columns = MART_KEYS.get(suite_name, ("split_group_key", "mart"))
+    return validate_dataframe(frame, suite, docs_root=docs_root, id_columns=id_columns)
+
+
+def outcome_record(outcome: ValidationOutcome) -> dict[str, Any]:
+    """A JSON-able summary for check metadata, data cards and verdicts."""
+    return {
+        "suite": outcome.suite,
+        "success": outcome.success,
+        "evaluated": outcome.evaluated,
+        "summary": outcome.summary(),
+        "failures": [
+            {
+                "expectation": f.expectation,
+                "column": f.column,
+                "unexpected_count": f.unexpected_count,
+                "sample_values": [str(v)[:200] for v in f.sample],
+                "sample_rows": [{k: str(v)[:200] for k, v in row.items()} for row in f.rows],
+                "observed": None if f.observed is None else str(f.observed)[:200],
+            }
+            for f in outcome.failures
+        ],
+    }

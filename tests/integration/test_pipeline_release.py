@@ -1,0 +1,180 @@
+"""The graph from landing files to a dataset release, through Dagster, on a real lakeFS
+server: a clean run publishes exactly the marts; planted violations publish nothing."""
+
+import json
+import os
+import shutil
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster_dbt import DbtCliResource
+from dagster_duckdb import DuckDBResource
+
+from assets.curation import curation_dbt_models
+from assets.ingestion import raw_agent_logs
+from assets.redaction import redacted_trajectories
+from assets.release import dataset_release
+from assets.validation import gx_checks
+from pipeline.quality import MART_KEYS, load_mart, parquet_bytes
+from pipeline.resources import LakeFSResource, dbt_project, venv_tool
+from pipeline.settings import get_settings
+from pipeline.simulator import simulate
+
+START = date(2026, 11, 16)
+DAYS = [str(START + timedelta(days=i)) for i in range(2)]
+
+
+@pytest.fixture(scope="module")
+def pipeline_env(lakefs_server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    simulate(days=len(DAYS), per_day=90, out_dir=root, seed=5, start_date=START)
+    db_path = root / "warehouse.duckdb"
+    env = {
+        "FLYWHEEL_LANDING_DIR": str(root / "landing"),
+        "FLYWHEEL_DUCKDB_PATH": str(db_path),
+        "FLYWHEEL_RAW_REPO": "raw-release-test",
+        "FLYWHEEL_DATASETS_REPO": "datasets-release-test",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    lakefs = LakeFSResource(endpoint=lakefs_server.endpoint)
+    dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=venv_tool("dbt"))
+    for day in DAYS:
+        result = dg.materialize(
+            [raw_agent_logs, redacted_trajectories], partition_key=day,
+            resources={"lakefs": lakefs, "duckdb": DuckDBResource(database=str(db_path))},
+        )
+        assert result.success
+    yield {"root": root, "db": db_path, "lakefs": lakefs, "dbt": dbt, "server": lakefs_server}
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    get_settings.cache_clear()
+
+
+def _release(env, db_path, *, with_checks: bool):
+    """Materialize dataset_release on a (planted) warehouse without rebuilding the marts,
+    with or without the GX checks of those marts in the same run."""
+    selection = dg.AssetSelection.assets(dataset_release)
+    if with_checks:
+        selection |= dg.AssetSelection.checks(*gx_checks)
+    return dg.materialize(
+        [curation_dbt_models, dataset_release, *gx_checks],
+        selection=selection,
+        resources={"lakefs": env["lakefs"], "duckdb": DuckDBResource(database=str(db_path)),
+                   "dbt": env["dbt"]},
+        raise_on_error=False,
+    )
+
+
+def _repo(env):
+    return env["server"].repository("datasets-release-test")
+
+
+def _tags(env):
+    return [t.id for t in _repo(env).tags(prefix="dataset-")]
+
+
+def _metadata(result, key):
+    for event in result.get_asset_materialization_events():
+        materialization = event.step_materialization_data.materialization
+        if materialization.asset_key == key:
+            return {k: v.value for k, v in materialization.metadata.items()}
+    raise AssertionError(f"no materialization of {key}")
+
+
+def _failure_message(result) -> str:
+    return " ".join(
+        e.event_specific_data.error.message for e in result.all_events if e.is_step_failure
+    )
+
+
+@pytest.fixture(scope="module")
+def published(pipeline_env):
+    """One clean curate + validate + release run."""
+    result = dg.materialize(
+        [curation_dbt_models, dataset_release],
+        resources={"lakefs": pipeline_env["lakefs"], "dbt": pipeline_env["dbt"],
+                   "duckdb": DuckDBResource(database=str(pipeline_env["db"]))},
+        raise_on_error=False,
+    )
+    assert result.success, _failure_message(result)
+    return _metadata(result, dataset_release.key)
+
+
+def test_a_clean_run_publishes_exactly_the_marts(pipeline_env, published):
+    repo = _repo(pipeline_env)
+    assert _tags(pipeline_env) == [published["tag"]]
+    assert published["tag"] == f"dataset-{DAYS[-1]}-1"
+    with duckdb.connect(str(pipeline_env["db"]), read_only=True) as con:
+        for name in MART_KEYS:
+            at_tag = repo.ref(published["tag"]).object(f"datasets/{name}.parquet").reader(mode="rb").read()
+            assert at_tag == parquet_bytes(load_mart(con, name)), name
+    card = json.loads(repo.ref(published["tag"]).object("datasets/data_card.json").reader().read())
+    assert card["verdict"] == "passed"
+    assert len(card["provenance"]["raw_log_commits"]) == len(DAYS)
+    assert card["provenance"]["partitions"] == DAYS
+    commit = repo.commit(published["lakefs_commit"]).get_commit()
+    assert commit.metadata["validation_verdict"] == "passed"
+    assert commit.metadata["raw_log_commits"].count(",") == len(DAYS) - 1
+    for uri in published["uris"].values():
+        assert uri.startswith(f"lakefs://datasets-release-test/{published['lakefs_merge_commit']}/")
+
+
+def _planted(pipeline_env, tmp_path, sql: str):
+    db = tmp_path / "planted.duckdb"
+    shutil.copy(pipeline_env["db"], db)
+    with duckdb.connect(str(db)) as con:
+        con.execute(sql)
+    return db
+
+
+PLANTS = {
+    "pii": (
+        "UPDATE marts.sft_examples SET messages = replace(messages::varchar, '<EMAIL_1>', "
+        "'jane.roe@example.org')::json WHERE record_key = (SELECT min(record_key) FROM "
+        "marts.sft_examples WHERE messages::varchar LIKE '%<EMAIL_1>%')",
+        "sft_examples",
+    ),
+    "group_overlap": (
+        "INSERT INTO marts.eval_cases SELECT * REPLACE ('leak-' || case_id AS case_id, "
+        "(SELECT min(split_group_key) FROM marts.sft_examples) AS split_group_key) "
+        "FROM marts.eval_cases LIMIT 1",
+        "split_membership",
+    ),
+}
+
+
+@pytest.mark.parametrize("plant", sorted(PLANTS))
+def test_a_planted_violation_publishes_nothing_and_leaves_evidence(pipeline_env, published, tmp_path, plant):
+    sql, failing_suite = PLANTS[plant]
+    db = _planted(pipeline_env, tmp_path, sql)
+    repo = _repo(pipeline_env)
+    main_before = repo.branch("main").get_commit().id
+
+    # With the GX checks in the run, the failing blocking check stops the release.
+    gated = _release(pipeline_env, db, with_checks=True)
+    failed_checks = [
+        e.event_specific_data.check_name for e in gated.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+    ]
+    assert f"gx_{failing_suite}" in failed_checks
+    assert not any(e.is_step_success and e.step_key == "dataset_release" for e in gated.all_events)
+
+    # Released on its own, the release's own audit rejects it and keeps the branch.
+    alone = _release(pipeline_env, db, with_checks=False)
+    assert not alone.success
+    message = _failure_message(alone)
+    assert "release rejected, main unchanged" in message and failing_suite in message
+    branch = message.split("inspect lakeFS branch '")[1].split("'")[0]
+
+    assert repo.branch("main").get_commit().id == main_before
+    assert _tags(pipeline_env) == [published["tag"]]
+    verdict = json.loads(repo.ref(branch).object("_validation/verdict.json").reader().read())
+    assert verdict["verdict"] == "failed"
+    assert verdict["suites"][failing_suite] is False
