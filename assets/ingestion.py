@@ -5,6 +5,7 @@ from dagster_duckdb import DuckDBResource
 
 from pipeline.ingest import FileStats, IngestRules, SourceFile, ingest_files
 from pipeline.lakefs_store import commit_partition_files, read_objects
+from pipeline.operations import TRANSIENT_RETRY
 from pipeline.partitions import daily_partitions
 from pipeline.redaction import redact_tables
 from pipeline.resources import LakeFSResource
@@ -26,6 +27,7 @@ class IngestConfig(dg.Config):
     owners=["team:data-platform"],
     kinds={"lakefs", "duckdb"},
     tags={"stage": "capture"},
+    retry_policy=TRANSIENT_RETRY,
     description=(
         "The day's landing files, committed unchanged to the raw-logs lakeFS repository and "
         "parsed from that commit into canonical tables raw.trajectories/steps/tool_calls/"

@@ -7,6 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from assets.validation import mart_key
 from pipeline.datacard import build_card, card_json, card_markdown
+from pipeline.operations import TRANSIENT_RETRY
 from pipeline.quality import (
     MART_KEYS,
     SPLIT_MEMBERSHIP,
@@ -38,6 +39,11 @@ def _provenance(con) -> tuple[list[str], list[str]]:
     owners=["team:ml-platform"],
     kinds={"lakefs", "parquet"},
     tags={"stage": "release"},
+    retry_policy=TRANSIENT_RETRY,
+    # Declarative automation honours the marts' blocking GX checks across runs too.
+    automation_condition=(
+        dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    ),
     description=(
         "The marts as an immutable dataset release: Parquet files and a data card on a new "
         "lakeFS branch, validated again as written (GX), committed with the audit metadata, "
@@ -101,6 +107,7 @@ def dataset_release(
     except ReleaseRejected as rejected:
         raise dg.Failure(
             description=str(rejected),
+            allow_retries=False,  # the data, not the network, is at fault
             metadata={"branch": rejected.branch,
                       "failed_suites": dg.MetadataValue.json(verdict["reasons"])},
         ) from rejected

@@ -15,7 +15,7 @@ from assets.ingestion import raw_agent_logs
 from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
 from assets.validation import gx_checks
-from pipeline.partitions import daily_partitions
+from pipeline.operations import build_operations
 from pipeline.resources import build_resources, dbt_project
 from pipeline.settings import get_settings
 
@@ -23,23 +23,15 @@ from pipeline.settings import get_settings
 os.environ.setdefault("FLYWHEEL_DUCKDB_PATH", str(get_settings().duckdb_path))
 dbt_project.prepare_if_dev()
 
-ingest_job = dg.define_asset_job(
-    "ingest_job",
-    selection=dg.AssetSelection.assets(raw_agent_logs, redacted_trajectories),
-    partitions_def=daily_partitions,
-    description="Capture one day of landing files: lakeFS commit, parse, quarantine, redact.",
-)
-
-curate_job = dg.define_asset_job(
-    "curate_job",
-    selection=dg.AssetSelection.assets(curation_dbt_models, dataset_release),
-    description="Everything downstream of capture, over all ingested days: curate, "
-    "validate, release.",
-)
+ingest = dg.AssetSelection.assets(raw_agent_logs, redacted_trajectories)
+downstream = dg.AssetSelection.assets(curation_dbt_models, dataset_release)
+jobs, schedules, sensors = build_operations(ingest | downstream, ingest, downstream)
 
 defs = dg.Definitions(
     assets=[raw_agent_logs, redacted_trajectories, curation_dbt_models, dataset_release],
     asset_checks=gx_checks,
-    jobs=[ingest_job, curate_job],
+    jobs=jobs,
+    schedules=schedules,
+    sensors=sensors,
     resources=build_resources(),
 )

@@ -46,8 +46,8 @@ def run_main_job(partitions: list[str], echo: Callable[[str], None] = print) -> 
         )
         _report(result, echo, started)
     started = time.monotonic()
-    echo("curate (dbt build over all ingested days) ...")
-    result = defs.resolve_job_def("curate_job").execute_in_process(
+    echo("curate, validate, release (over all ingested days) ...")
+    result = defs.resolve_job_def("curate_release_train_job").execute_in_process(
         instance=instance, raise_on_error=False
     )
     _report(result, echo, started)

@@ -74,6 +74,7 @@ class Settings:
     dagster_port: int = 3000
     dbt_target: str = "duckdb"
     partition_start: str = "2026-11-01"  # first day of the daily partitions
+    nightly_cron: str = "0 2 * * *"  # when nightly_retrain runs (UTC)
 
     @property
     def lakefs_dir(self) -> Path:
@@ -140,4 +141,5 @@ def get_settings() -> Settings:
         dagster_port=int(_env("DAGSTER_PORT", "3000")),
         dbt_target=_env("DBT_TARGET", "duckdb"),
         partition_start=_env("PARTITION_START", "2026-11-01"),
+        nightly_cron=_env("NIGHTLY_CRON", "0 2 * * *"),
     )

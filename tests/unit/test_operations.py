@@ -1,0 +1,56 @@
+"""The sensor's change detection and the schedule's partition choice, without a daemon."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+
+from pipeline.definitions import defs
+from pipeline.operations import changed_days, landing_fingerprints
+
+
+def test_fingerprints_change_only_with_the_files(tmp_path):
+    day = tmp_path / "2026-11-20"
+    day.mkdir()
+    (day / "a.jsonl").write_text("{}\n")
+    (tmp_path / "not-a-day").mkdir()
+    first = landing_fingerprints(tmp_path)
+    assert list(first) == ["2026-11-20"]
+    assert landing_fingerprints(tmp_path) == first
+    assert changed_days(first, landing_fingerprints(tmp_path)) == []
+    (day / "b.jsonl").write_text("{}\n")
+    assert changed_days(first, landing_fingerprints(tmp_path)) == ["2026-11-20"]
+
+
+def test_sensor_requests_each_new_day_once(tmp_path, monkeypatch):
+    from pipeline.settings import get_settings
+
+    monkeypatch.setenv("FLYWHEEL_LANDING_DIR", str(tmp_path))
+    get_settings.cache_clear()
+    try:
+        sensor = defs.get_sensor_def("new_landing_files")
+        (tmp_path / "2026-11-20").mkdir()
+        (tmp_path / "2026-11-20" / "a.jsonl").write_text("{}\n")
+        repo = defs.get_repository_def()
+        first = sensor.evaluate_tick(dg.build_sensor_context(cursor=None, repository_def=repo))
+        assert [r.partition_key for r in first.run_requests] == ["2026-11-20"]
+        again = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, repository_def=repo))
+        assert again.run_requests == []
+        (tmp_path / "2026-11-21").mkdir()
+        (tmp_path / "2026-11-21" / "a.jsonl").write_text("{}\n")
+        third = sensor.evaluate_tick(dg.build_sensor_context(cursor=first.cursor, repository_def=repo))
+        assert [r.partition_key for r in third.run_requests] == ["2026-11-21"]
+        assert third.run_requests[0].run_key != first.run_requests[0].run_key
+    finally:
+        get_settings.cache_clear()
+
+
+def test_nightly_schedule_runs_the_day_that_ended():
+    schedule = defs.get_schedule_def("nightly_retrain")
+    assert schedule.cron_schedule == "0 2 * * *"
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc),
+        repository_def=defs.get_repository_def(),
+    )
+    [request] = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-11-21"
+    assert schedule.job_name == "nightly_retrain_job"
