@@ -18,6 +18,7 @@ def test_secret_is_masked_in_repr_str_and_logs(caplog):
 
 def test_environment_overrides_defaults(monkeypatch, tmp_path):
     monkeypatch.setenv("FLYWHEEL_STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("FLYWHEEL_DUCKDB_PATH", raising=False)  # set by pipeline.definitions
     monkeypatch.setenv("FLYWHEEL_LAKEFS_PORT", "18123")
     monkeypatch.setenv("FLYWHEEL_MLFLOW_PORT", "18124")
     get_settings.cache_clear()
