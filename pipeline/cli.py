@@ -152,6 +152,48 @@ def simulate(days: int, per_day: int, out_dir: Path | None, seed: int, start_dat
     click.echo(f"landing files in {target / 'landing'}, ground truth in {target / 'ground_truth'}")
 
 
+@main.command()
+@click.option("--user", "user_id", required=True, help="Pseudonymous user id, as in the logs.")
+@click.option("--reason", default=None, help="Why (ticket id, request type); stored with it.")
+@_one_line_errors
+def forget(user_id: str, reason: str | None) -> None:
+    """Record a consent revocation: the next release excludes the user's trajectories
+    (R14_consent_revoked). Lists the releases and models that contained them."""
+    import duckdb
+
+    from pipeline.audit import find_in_releases, models_trained_on
+    from pipeline.resources import LakeFSResource
+    from pipeline.warehouse import record_consent_revocation
+
+    settings = get_settings()
+    try:
+        with duckdb.connect(str(settings.duckdb_path)) as con:
+            record_consent_revocation(con, user_id, reason)
+    except duckdb.IOException as error:
+        raise StackError(f"cannot record the revocation in {settings.duckdb_path}: {error}") from error
+    click.echo(f"recorded: consent of user {user_id} revoked; the next release excludes them")
+    repo = LakeFSResource(endpoint=settings.lakefs_endpoint).repository(settings.datasets_repo)
+    all_hits = find_in_releases(repo, user_id=user_id)
+    hits = [h for h in all_hits if h.used]
+    for hit in all_hits:
+        where = ", ".join(f"{d}: {n}" for d, n in sorted(hit.destinations.items()))
+        verb = "contains" if hit.used else "excludes"
+        click.echo(f"release {hit.tag} (commit {hit.commit_id[:12]}) {verb} them ({where}"
+                   + (f"; rules {', '.join(hit.rules)}" if hit.rules and not hit.used else "") + ")")
+    if not hits:
+        click.echo("no published release used this user's trajectories")
+        return
+    try:
+        models = models_trained_on(settings.mlflow_tracking_uri, [h.tag for h in hits])
+    except Exception as error:  # noqa: BLE001 - MLflow down must not hide the lakeFS answer
+        raise StackError(f"MLflow at {settings.mlflow_tracking_uri} unreachable: {error}") from error
+    for model in models:
+        click.echo(f"model {model['model']} v{model['version']} was trained on {model['release']}"
+                   + (f" (aliases: {model['aliases']})" if model["aliases"] else ""))
+    if not models:
+        click.echo("no registered model was trained on those releases")
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: each prints numbers next to a named baseline measured in the same run."""

@@ -15,6 +15,7 @@ import pandas as pd
 
 RAW_SCHEMA = "raw"
 REDACTED_SCHEMA = "redacted"
+GOVERNANCE_SCHEMA = "governance"
 
 _KEY = "partition_date VARCHAR NOT NULL, record_key VARCHAR NOT NULL, trajectory_id VARCHAR"
 
@@ -53,6 +54,24 @@ def ensure_tables(con: Any, schema: str = RAW_SCHEMA) -> None:
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table, columns in SCHEMAS[schema].items():
         con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{table} ({columns})")
+    ensure_governance(con)
+
+
+def ensure_governance(con: Any) -> None:
+    """The governance tables curation reads (they exist even before anyone writes to them)."""
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {GOVERNANCE_SCHEMA}")
+    con.execute(
+        f"CREATE TABLE IF NOT EXISTS {GOVERNANCE_SCHEMA}.consent_revocations "
+        "(user_id VARCHAR NOT NULL, revoked_at TIMESTAMPTZ NOT NULL, reason VARCHAR)"
+    )
+
+
+def record_consent_revocation(con: Any, user_id: str, reason: str | None) -> None:
+    ensure_governance(con)
+    con.execute(
+        f"INSERT INTO {GOVERNANCE_SCHEMA}.consent_revocations VALUES (?, now(), ?)",
+        [user_id, reason],
+    )
 
 
 def _column_names(con: Any, schema: str, table: str) -> list[str]:

@@ -178,3 +178,35 @@ def test_a_planted_violation_publishes_nothing_and_leaves_evidence(pipeline_env,
     verdict = json.loads(repo.ref(branch).object("_validation/verdict.json").reader().read())
     assert verdict["verdict"] == "failed"
     assert verdict["suites"][failing_suite] is False
+
+
+def test_forgetting_a_user_excludes_them_from_the_next_release(pipeline_env, published, tmp_path):
+    from pipeline.audit import find_in_releases
+    from pipeline.warehouse import record_consent_revocation
+
+    db = tmp_path / "forget.duckdb"
+    shutil.copy(pipeline_env["db"], db)
+    with duckdb.connect(str(db)) as con:
+        [(user_id,)] = con.execute(
+            "SELECT user_id FROM marts.curation_decisions WHERE destination = 'train' "
+            "GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1"
+        ).fetchall()
+        record_consent_revocation(con, user_id, "test")
+    os.environ["FLYWHEEL_DUCKDB_PATH"] = str(db)  # the dbt profile follows it
+    try:
+        result = dg.materialize(
+            [curation_dbt_models, dataset_release],
+            resources={"lakefs": pipeline_env["lakefs"], "dbt": pipeline_env["dbt"],
+                       "duckdb": DuckDBResource(database=str(db))},
+            raise_on_error=False,
+        )
+    finally:
+        os.environ["FLYWHEEL_DUCKDB_PATH"] = str(pipeline_env["db"])
+    assert result.success, _failure_message(result)
+    new_tag = _metadata(result, dataset_release.key)["tag"]
+    assert new_tag != published["tag"]
+
+    hits = {h.tag: h for h in find_in_releases(_repo(pipeline_env), user_id=user_id)}
+    assert hits[published["tag"]].used
+    assert not hits[new_tag].used
+    assert hits[new_tag].rules == ["R14_consent_revoked"]

@@ -1,5 +1,5 @@
 -- One row per trajectory record with its split and every curation rule that fires on it
--- (R01-R11, R13; balancing, R12, follows in int_curation_balanced). Rules are evaluated
+-- (R01-R11, R13, R14; balancing, R12, follows in int_curation_balanced). Rules are evaluated
 -- independently, so a record lists every reason it is out, not just the first.
 {% set eval_buckets = (var('eval_share') | float * 10000) | int %}
 
@@ -23,6 +23,12 @@ near_duplicates as (
     select * from {{ ref('int_near_duplicates') }}
 ),
 
+-- consent withdrawn after the fact (`flywheel forget --user`): the user's records leave
+-- every split of the next release
+revoked_users as (
+    select distinct user_id from {{ source('governance', 'consent_revocations') }}
+),
+
 invalid_calls as (
     select record_key, count(*) as n_invalid_tool_calls
     from {{ ref('int_tool_call_validity') }}
@@ -42,6 +48,7 @@ records as (
     select
         t.record_key,
         t.trajectory_id,
+        t.user_id,
         t.partition_date,
         t.source_format,
         coalesce(t.task_type, 'unknown') as task_type,
@@ -77,7 +84,8 @@ records as (
         n.near_dup_cluster_size,
         coalesce(n.is_near_representative, false) as is_near_representative,
         n.similarity_to_representative,
-        coalesce(i.n_invalid_tool_calls, 0) as n_invalid_tool_calls
+        coalesce(i.n_invalid_tool_calls, 0) as n_invalid_tool_calls,
+        r.user_id is not null as consent_revoked
     from trajectories as t
     join split_assignment as sa using (record_key)
     join quality as q using (record_key)
@@ -85,6 +93,7 @@ records as (
     join exact_duplicates as e using (record_key)
     left join near_duplicates as n using (record_key)
     left join invalid_calls as i using (record_key)
+    left join revoked_users as r on r.user_id = t.user_id
 ),
 
 rule_flags as (
@@ -104,7 +113,8 @@ rule_flags as (
         split = 'eval' and label = 'bad' as r11_eval_reference_not_good,
         -- a good outcome reached through calls that break the tool's schema would teach the
         -- invalid call (SFT) or grade the model against it (eval)
-        label = 'good' and n_invalid_tool_calls > 0 as r13_invalid_tool_call
+        label = 'good' and n_invalid_tool_calls > 0 as r13_invalid_tool_call,
+        consent_revoked as r14_consent_revoked
     from records
 ),
 
@@ -121,7 +131,7 @@ good_pool as (
     where label = 'good'
         and not (r01_exact_duplicate or r02_near_duplicate or r03_no_consent or r04_evaluation_only_consent
             or r05_unanswered_tool_call or r06_role_order or r07_ambiguous_outcome or r08_over_long
-            or r09_lucky_success or r13_invalid_tool_call)
+            or r09_lucky_success or r13_invalid_tool_call or r14_consent_revoked)
 ),
 
 with_bottom_quality as (
@@ -147,6 +157,7 @@ select
         case when r09_lucky_success then 'R09_lucky_success' end,
         case when r10_bottom_quality then 'R10_bottom_quality' end,
         case when r11_eval_reference_not_good then 'R11_eval_reference_not_good' end,
-        case when r13_invalid_tool_call then 'R13_invalid_tool_call' end
+        case when r13_invalid_tool_call then 'R13_invalid_tool_call' end,
+        case when r14_consent_revoked then 'R14_consent_revoked' end
     ], lambda x: x is not null) as pre_balance_rule_ids
 from with_bottom_quality

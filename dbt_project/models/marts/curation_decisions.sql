@@ -30,6 +30,7 @@ eval_cases_per_record as (
 select
     d.record_key,
     d.trajectory_id,
+    d.user_id,
     d.partition_date,
     d.source_format,
     d.task_type,
