@@ -1,0 +1,80 @@
+"""Eval cases from `marts.eval_cases`, next-action predictions, and the sandbox's task list.
+
+`load_eval_cases` is the only I/O here (a read-only DuckDB connection); the rest is pure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+from pipeline.evaluation.policy import Message, Policy
+from pipeline.simulator.tasks import TaskSpec
+
+JSON_COLUMNS = ("prompt", "expected_tool_call", "tools", "task_spec")
+COLUMNS = ("case_id", "record_key", "task_type", "prompt", "expected_kind", "expected_tool_call",
+           "expected_answer", "tools", "task_spec")
+
+
+class EvalCase(TypedDict):
+    case_id: str
+    record_key: str
+    task_type: str
+    prompt: list[Message]
+    expected_kind: str  # tool_call | final_answer
+    expected_tool_call: dict[str, Any] | None  # {name, arguments}
+    expected_answer: str | None
+    tools: list[dict[str, Any]]
+    task_spec: TaskSpec | None
+
+
+def load_case(row: Mapping[str, Any]) -> EvalCase:
+    """A case from a table row: JSON columns decoded (DuckDB returns them as text)."""
+    case = {k: row.get(k) for k in COLUMNS}
+    for k in JSON_COLUMNS:
+        if isinstance(case[k], (str, bytes)):
+            case[k] = json.loads(case[k])
+    return EvalCase(**case)  # type: ignore[typeddict-item]
+
+
+def load_eval_cases(warehouse: str | Path, table: str = "marts.eval_cases") -> list[EvalCase]:
+    """Every case of `table`, ordered by case_id (the DuckDB file is opened read-only)."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        cursor = con.execute(f"select {', '.join(COLUMNS)} from {table} order by case_id")
+        names = [d[0] for d in cursor.description]
+        return [load_case(dict(zip(names, row))) for row in cursor.fetchall()]
+    finally:
+        con.close()
+
+
+def predict_cases(cases: Sequence[EvalCase], policy: Policy, seed: int = 0,
+                  progress: Callable[[int, int], None] | None = None) -> list[Message]:
+    """The policy's next assistant message for every case's prompt (same seed for all)."""
+    predictions = []
+    for i, case in enumerate(cases):
+        predictions.append(policy.act([dict(m) for m in case["prompt"]], case["tools"], seed))
+        if progress:
+            progress(i + 1, len(cases))
+    return predictions
+
+
+def task_id(spec: Mapping[str, Any]) -> str:
+    """A stable id for a task spec: its type and a hash of its canonical JSON."""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{spec['task_type']}:{digest}"
+
+
+def task_specs(cases: Iterable[EvalCase]) -> dict[str, TaskSpec]:
+    """The distinct task specs behind the cases (many cases share a trajectory), by task_id."""
+    specs: dict[str, TaskSpec] = {}
+    for case in cases:
+        spec = case.get("task_spec")
+        if spec:
+            specs.setdefault(task_id(spec), spec)
+    return dict(sorted(specs.items()))
