@@ -194,6 +194,51 @@ def forget(user_id: str, reason: str | None) -> None:
         click.echo("no registered model was trained on those releases")
 
 
+@main.command()
+@click.argument("model", required=False, default="flywheel-agent@champion")
+@click.option("--trajectory", "trajectory_id", default=None,
+              help="Instead of a model: which releases and models this trajectory went into.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_one_line_errors
+def trace(model: str, trajectory_id: str | None, as_json: bool) -> None:
+    """Trace MODEL[@alias|/version] back to its data: MLflow run → dataset release (lakeFS
+    commit, tag, data card) → raw-log commits and files → Dagster runs → code version."""
+    import json
+
+    from pipeline.audit import find_in_releases, format_trace, models_trained_on, trace_model
+    from pipeline.resources import LakeFSResource
+
+    settings = get_settings()
+    lakefs = LakeFSResource(endpoint=settings.lakefs_endpoint)
+    if trajectory_id:
+        hits = find_in_releases(lakefs.repository(settings.datasets_repo), trajectory_id=trajectory_id)
+        models = models_trained_on(settings.mlflow_tracking_uri, [h.tag for h in hits if h.used])
+        result = {
+            "trajectory_id": trajectory_id,
+            "releases": [{"tag": h.tag, "commit": h.commit_id, "destinations": h.destinations,
+                          "exclusion_rules": h.rules} for h in hits],
+            "models": models,
+        }
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+            return
+        if not hits:
+            click.echo(f"trajectory {trajectory_id} is in no published release")
+        for h in hits:
+            why = f" excluded by {', '.join(h.rules)}" if h.rules else ""
+            click.echo(f"release {h.tag} ({h.commit_id[:12]}): {dict(h.destinations)}{why}")
+        for m in models:
+            click.echo(f"model {m['model']} v{m['version']} trained on {m['release']}")
+        return
+    try:
+        result = trace_model(model, tracking_uri=settings.mlflow_tracking_uri,
+                             lakefs_client=lakefs.client(), datasets_repo=settings.datasets_repo,
+                             raw_repo=settings.raw_repo)
+    except Exception as error:  # noqa: BLE001 - one line for the operator, whatever broke
+        raise StackError(f"cannot trace {model}: {type(error).__name__}: {error}") from error
+    click.echo(json.dumps(result, indent=2) if as_json else format_trace(result))
+
+
 @main.group()
 def bench() -> None:
     """Benchmarks: each prints numbers next to a named baseline measured in the same run."""
