@@ -202,6 +202,19 @@ def quarantine_row(q: Quarantined, partition: str, file_name: str, fmt: str | No
     }
 
 
+def _rows_or_quarantine(parsed: Parsed, partition: str) -> dict[str, list[dict[str, Any]]] | Quarantined:
+    """Flattening is part of reading a record: a value that parsed but cannot be stored
+    (nesting too deep to serialise, a lone surrogate that is not UTF-8) quarantines the
+    record instead of stopping the file."""
+    try:
+        return trajectory_rows(parsed.trajectory, partition)
+    except (RecursionError, UnicodeError, ValueError) as error:
+        p = parsed.trajectory.provenance
+        detail = f"{type(error).__name__} while storing the record: {error}"
+        return Quarantined("parse_error", detail[:500], p.source_uri, p.line,
+                           f"trajectory_id={parsed.trajectory.trajectory_id}")
+
+
 def ingest_files(
     files: Iterable[SourceFile],
     *,
@@ -227,8 +240,10 @@ def ingest_files(
         for record in records:
             file_stats.records_read += 1
             if isinstance(record, Parsed):
+                record = _rows_or_quarantine(record, partition)
+            if isinstance(record, dict):
                 file_stats.ingested += 1
-                for table, rows in trajectory_rows(record.trajectory, partition).items():
+                for table, rows in record.items():
                     tables[table].extend(rows)
             else:
                 file_stats.quarantined += 1

@@ -128,7 +128,7 @@ def detect_format(filename: str, head: bytes) -> str | None:
         for line in json_lines:
             try:
                 return _classify(json.loads(line))
-            except ValueError:
+            except (ValueError, RecursionError):  # too deeply nested to look at: not detected
                 continue
         if json_lines:
             key = _FIRST_KEY.match(json_lines[0])
