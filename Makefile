@@ -7,7 +7,7 @@ SHELL := /bin/bash
 STATE    := .state
 VENV     := $(STATE)/venv
 BIN      := $(VENV)/bin
-DEPS_KEY := $(shell cat pyproject.toml | sha256sum | cut -c1-16)
+DEPS_KEY := $(shell cat pyproject.toml Makefile | sha256sum | cut -c1-16)
 STAMP    := $(VENV)/.installed-$(DEPS_KEY)
 
 help:
@@ -16,7 +16,7 @@ help:
 	@echo "make setup  - only install dependencies and build/locate the lakeFS server"
 	@echo "make down   - stop the local stack"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q --upgrade "pip>=24"
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
@@ -37,10 +37,16 @@ demo: setup
 	@$(BIN)/flywheel run
 	@$(BIN)/flywheel status
 
-test: setup
+# Browser tests drive Debian's chromium (Playwright's own browser download fails offline).
+browser:
+	@test -x /usr/bin/chromium || { \
+		echo "installing Debian chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup browser
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 down:
 	@test -x $(BIN)/flywheel && $(BIN)/flywheel down || true
 
-.PHONY: help install setup demo test down
+.PHONY: help install setup browser demo test down

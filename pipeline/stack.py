@@ -246,7 +246,12 @@ def services(settings: Settings) -> list[Service]:
         return [
             str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
             "-h", "127.0.0.1", "-p", str(settings.dagster_port),
-        ], {**os.environ, "DAGSTER_HOME": str(settings.dagster_home)}
+        ], {
+            **os.environ,
+            "DAGSTER_HOME": str(settings.dagster_home),
+            # dagster-dbt resolves `dbt` from PATH (DbtProject.prepare_if_dev): use ours.
+            "PATH": f"{dagster.parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
 
     base = "http://127.0.0.1"
     return [

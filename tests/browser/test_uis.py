@@ -1,0 +1,108 @@
+"""The UIs people use, driven in Debian's chromium by Playwright: the Dagster UI shows every
+lifecycle asset with its lineage edges; the MLflow UI shows the registered model with its
+champion alias. Screenshots are kept under test-artifacts/ for a person to look at."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.stack import free_port
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+FLYWHEEL = str(Path(sys.executable).with_name("flywheel"))
+LIFECYCLE = ["raw_agent_logs", "redacted_trajectories", "marts/sft_examples", "marts/eval_cases",
+             "marts/curation_decisions", "dataset_release"]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    state = tmp_path_factory.mktemp("ui-state")
+    env = {**os.environ, "FLYWHEEL_STATE_DIR": str(state), "FLYWHEEL_DAGSTER_PORT": str(free_port()),
+           "FLYWHEEL_MLFLOW_PORT": str(free_port())}
+    env.pop("FLYWHEEL_MLFLOW_TRACKING_URI", None)
+    up = subprocess.run([FLYWHEEL, "up", "--only", "mlflow", "--only", "dagster"], env=env,
+                        capture_output=True, text=True, timeout=400)
+    assert up.returncode == 0, up.stderr
+    try:
+        yield {"dagster": f"http://127.0.0.1:{env['FLYWHEEL_DAGSTER_PORT']}",
+               "mlflow": f"http://127.0.0.1:{env['FLYWHEEL_MLFLOW_PORT']}"}
+    finally:
+        subprocess.run([FLYWHEEL, "down"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian chromium is installed by `make test` (apt-get install chromium)"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _open(browser, url: str):
+    page = browser.new_page(viewport={"width": 1800, "height": 1100})
+    page.goto(url, wait_until="networkidle", timeout=90_000)
+    skip = page.get_by_role("button", name="Skip")  # Dagster's first-visit newsletter dialog
+    if skip.count():
+        skip.click()
+    return page
+
+
+def test_dagster_ui_shows_every_lifecycle_asset_with_its_lineage(stack, browser):
+    from pipeline.definitions import defs
+
+    graph = defs.resolve_asset_graph()
+    lineage = _open(browser, f"{stack['dagster']}/assets/dataset_release?view=lineage"
+                             "&lineageScope=upstream&lineageDepth=30")
+    lineage.wait_for_selector("text=dataset_release", timeout=60_000)
+    lineage.wait_for_timeout(1500)
+    lineage.screenshot(path=str(ARTIFACTS / "dagster-lineage.png"))
+    assert lineage.locator("svg path").count() > 20, "the graph draws its edges"
+
+    import dagster as dg
+
+    for name in LIFECYCLE:
+        key = dg.AssetKey(name.split("/"))
+        page = _open(browser, f"{stack['dagster']}/assets/{name}")
+        page.wait_for_selector("text=Upstream assets", timeout=60_000)
+        upstream = [" / ".join(k.path) for k in graph.get(key).parent_keys
+                    if graph.get(k).is_materializable]
+        for label in upstream:  # the lineage list loads after the page: wait for each edge
+            page.get_by_text(label, exact=True).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / f"dagster-{name.replace('/', '-')}.png"))
+        text = page.inner_text("body")
+        assert all(label in text for label in upstream), f"{name} shows its upstream {upstream}"
+        assert graph.get(key).description.split()[0] in text, f"{name} shows its description"
+
+
+def test_mlflow_ui_shows_the_registered_model_with_its_champion_alias(stack, browser):
+    import mlflow
+    from mlflow import MlflowClient
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input):
+            return model_input
+
+    mlflow.set_tracking_uri(stack["mlflow"])
+    with mlflow.start_run():
+        info = mlflow.pyfunc.log_model(name="model", python_model=Constant(),
+                                       registered_model_name="flywheel-agent", pip_requirements=[])
+    client = MlflowClient(stack["mlflow"])
+    version = client.get_latest_versions("flywheel-agent")[0].version
+    client.set_registered_model_alias("flywheel-agent", "champion", version)
+    assert info.registered_model_version == version
+
+    page = _open(browser, f"{stack['mlflow']}/#/models/flywheel-agent")
+    page.wait_for_selector("text=champion", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "mlflow-registered-model.png"))
+    text = page.inner_text("body")
+    assert "flywheel-agent" in text and "champion" in text
