@@ -260,6 +260,28 @@ def bench_redact(days: int, per_day: int, seed: int, as_json: bool) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else format_benchmark(result))
 
 
+@bench.command("reliability")
+@click.option("--json", "as_json", is_flag=True)
+@_one_line_errors
+def bench_reliability(as_json: bool) -> None:
+    """Faults injected, inputs tried, records lost (must be 0), secrets leaked (must be 0)."""
+    import json
+
+    from pipeline.reliability import run_reliability
+
+    result = run_reliability(get_settings(), log=lambda m: click.echo(m, err=True))
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            if key != "leaks":
+                click.echo(f"{key:32} {value}")
+        for leak in result["leaks"]:
+            click.echo(f"LEAK {leak}")
+    if result["records_lost"] or result["secrets_leaked"] or result["duplicate_or_missing_releases"]:
+        sys.exit(1)
+
+
 @main.command()
 @click.option("--partition", "partitions", multiple=True,
               help="Day(s) to ingest (YYYY-MM-DD). Default: every folder in the landing dir.")
