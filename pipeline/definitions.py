@@ -11,9 +11,11 @@ import os
 import dagster as dg
 
 from assets.curation import curation_dbt_models
+from assets.evaluation import evaluation_report
 from assets.ingestion import raw_agent_logs
 from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
+from assets.training import fine_tuned_model
 from assets.validation import gx_checks
 from pipeline.operations import build_operations
 from pipeline.resources import build_resources, dbt_project
@@ -24,11 +26,16 @@ os.environ.setdefault("FLYWHEEL_DUCKDB_PATH", str(get_settings().duckdb_path))
 dbt_project.prepare_if_dev()
 
 ingest = dg.AssetSelection.assets(raw_agent_logs, redacted_trajectories)
-downstream = dg.AssetSelection.assets(curation_dbt_models, dataset_release)
+downstream = dg.AssetSelection.assets(
+    curation_dbt_models, dataset_release, fine_tuned_model, evaluation_report
+)
 jobs, schedules, sensors = build_operations(ingest | downstream, ingest, downstream)
 
 defs = dg.Definitions(
-    assets=[raw_agent_logs, redacted_trajectories, curation_dbt_models, dataset_release],
+    assets=[
+        raw_agent_logs, redacted_trajectories, curation_dbt_models, dataset_release,
+        fine_tuned_model, evaluation_report,
+    ],
     asset_checks=gx_checks,
     jobs=jobs,
     schedules=schedules,

@@ -83,6 +83,11 @@ class MlflowResource(dg.ConfigurableResource):
         mlflow.set_tracking_uri(self.tracking_uri)
         return mlflow
 
+    def client(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri)
+
     def experiment_id(self) -> str:
         mlflow = self.configure()
         experiment = mlflow.get_experiment_by_name(self.experiment_name)

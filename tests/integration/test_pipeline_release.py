@@ -4,6 +4,7 @@ server: a clean run publishes exactly the marts; planted violations publish noth
 import json
 import os
 import shutil
+from pathlib import Path
 from datetime import date, timedelta
 
 import dagster as dg
@@ -42,13 +43,15 @@ def pipeline_env(lakefs_server, tmp_path_factory):
     get_settings.cache_clear()
     lakefs = LakeFSResource(endpoint=lakefs_server.endpoint)
     dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=venv_tool("dbt"))
+    instance = dg.DagsterInstance.ephemeral()
     for day in DAYS:
         result = dg.materialize(
             [raw_agent_logs, redacted_trajectories], partition_key=day,
             resources={"lakefs": lakefs, "duckdb": DuckDBResource(database=str(db_path))},
         )
         assert result.success
-    yield {"root": root, "db": db_path, "lakefs": lakefs, "dbt": dbt, "server": lakefs_server}
+    yield {"root": root, "db": db_path, "lakefs": lakefs, "dbt": dbt, "server": lakefs_server,
+           "instance": instance}
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -99,6 +102,7 @@ def published(pipeline_env):
     """One clean curate + validate + release run."""
     result = dg.materialize(
         [curation_dbt_models, dataset_release],
+        instance=pipeline_env["instance"],
         resources={"lakefs": pipeline_env["lakefs"], "dbt": pipeline_env["dbt"],
                    "duckdb": DuckDBResource(database=str(pipeline_env["db"]))},
         raise_on_error=False,
@@ -210,3 +214,70 @@ def test_forgetting_a_user_excludes_them_from_the_next_release(pipeline_env, pub
     assert hits[published["tag"]].used
     assert not hits[new_tag].used
     assert hits[new_tag].rules == ["R14_consent_revoked"]
+
+
+
+def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, published, tmp_path, monkeypatch):
+    """The tiny random model of the same architecture stands in for SmolLM2 (seconds)."""
+    import mlflow
+
+    from assets.evaluation import evaluation_report
+    from assets.training import fine_tuned_model
+    from pipeline.audit import MODEL_NAME, trace_model
+    from pipeline.resources import MlflowResource
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    resources = {"lakefs": pipeline_env["lakefs"],
+                 "mlflow": MlflowResource(tracking_uri=tracking, artifact_root=str(tmp_path / "artifacts"))}
+    run_config = {"ops": {
+        "fine_tuned_model": {"config": {"base_model": "tiny-random-llama", "max_steps": 2,
+                                        "max_examples": 4, "max_length": 2048}},
+        "evaluation_report": {"config": {"max_cases": 3, "sandbox_tasks": 1, "k": 1,
+                                         "max_new_tokens": 8, "max_turns": 2}},
+    }}
+    result = dg.materialize([fine_tuned_model, evaluation_report], instance=pipeline_env["instance"],
+                            resources=resources, run_config=run_config, raise_on_error=False)
+    assert result.success, _failure_message(result)
+    trained = _metadata(result, fine_tuned_model.key)
+    evaluated = _metadata(result, evaluation_report.key)
+
+    client = resources["mlflow"].client()
+    version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
+    assert int(version.version) == trained["model_version"]
+    assert version.tags["lakefs.commit"] == published["lakefs_merge_commit"]
+    assert version.tags["lakefs.tag"] == published["tag"]
+    run = client.get_run(version.run_id)
+    [dataset_input] = run.inputs.dataset_inputs
+    assert json.loads(dataset_input.dataset.source)["uri"] == (
+        f"lakefs://datasets-release-test/{published['lakefs_merge_commit']}/datasets/sft_examples.parquet")
+    assert len(client.get_metric_history(run.info.run_id, "loss")) >= 1
+
+    # The registered version loads and answers with no network.
+    mlflow.set_tracking_uri(tracking)
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL_NAME}@challenger")
+    import pandas as pd
+
+    [answer] = model.predict(pd.DataFrame({"messages": [json.dumps([{"role": "user", "content": "hi"}])],
+                                           "tools": ["[]"]}), params={"max_new_tokens": 4})
+    assert set(json.loads(answer)) >= {"content", "tool_calls"}
+
+    # Evaluation compared base and challenger and recorded its decision with reasons.
+    assert evaluated["compared_with"] == "base"
+    assert evaluated["promotion"] in ("promoted", "not promoted")
+    assert client.get_model_version(MODEL_NAME, version.version).tags["promotion"] == evaluated["promotion"]
+    assert Path(evaluated["report"]).read_text().count("challenger") > 0
+    assert client.list_artifacts(version.run_id, "evaluation")
+
+    # Lineage from MLflow alone: version -> run -> release -> raw-log commits.
+    chain = trace_model(f"{MODEL_NAME}/{version.version}", tracking_uri=tracking,
+                        lakefs_client=pipeline_env["lakefs"].client(),
+                        datasets_repo="datasets-release-test", raw_repo="raw-release-test")
+    assert chain["dataset_release"]["tag"] == published["tag"]
+    assert [c["partition"] for c in chain["raw_log_commits"]] == DAYS
+
+    # Re-running training on the same release and config registers nothing new.
+    again = dg.materialize([fine_tuned_model], instance=pipeline_env["instance"], resources=resources,
+                           run_config={"ops": {"fine_tuned_model": run_config["ops"]["fine_tuned_model"]}})
+    assert _metadata(again, fine_tuned_model.key)["reused_existing_version"] is True
+    assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1

@@ -1,0 +1,171 @@
+"""Stage 5, training: fine-tune from the exact release commit, tracked and registered in MLflow."""
+
+import hashlib
+import json
+
+import dagster as dg
+import pandas as pd
+
+from assets.release import dataset_release
+from pipeline.audit import MODEL_NAME, TAG_RELEASE
+from pipeline.operations import TRANSIENT_RETRY
+from pipeline.quality import read_parquet
+from pipeline.resources import LakeFSResource, MlflowResource
+from pipeline.settings import get_settings
+from pipeline.version import code_version
+
+
+class TrainingConfig(dg.Config):
+    """Defaults are sized for a 2-core CPU (a few minutes); a GPU is used when present."""
+
+    base_model: str = "smollm2-135m-instruct"  # or a local model dir, or a hub id
+    method: str = "lora"  # or "full"
+    max_examples: int = 24  # 0 = all of sft_examples
+    max_steps: int = 3
+    batch_size: int = 1
+    grad_accum: int = 1
+    max_length: int = 2048  # the system turn with 11 tool schemas alone is ~1.3k tokens
+    learning_rate: float = 2e-4
+    lora_r: int = 16
+    seed: int = 0
+
+
+def latest_release(context) -> dict:
+    """The metadata of the newest dataset_release materialization: what training reads."""
+    event = context.instance.get_latest_materialization_event(dataset_release.key)
+    if event is None:
+        raise dg.Failure("no dataset release yet: materialize dataset_release first")
+    metadata = event.asset_materialization.metadata
+    return {key: metadata[key].value for key in ("lakefs_merge_commit", "tag", "uris")}
+
+
+def read_release_file(lakefs: LakeFSResource, repo: str, commit: str, name: str) -> bytes:
+    ref = lakefs.repository(repo).ref(commit)
+    with ref.object(f"datasets/{name}").reader(mode="rb") as handle:
+        return handle.read()
+
+
+def select_examples(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """A deterministic, content-independent subset (hash of the record key), keeping the mix."""
+    if not limit or len(frame) <= limit:
+        return frame
+    order = frame["record_key"].map(lambda k: hashlib.sha256(k.encode()).hexdigest())
+    return frame.assign(_order=order).sort_values("_order").head(limit).drop(columns="_order")
+
+
+@dg.asset(
+    deps=[dataset_release],
+    group_name="training",
+    owners=["team:ml-platform"],
+    kinds={"pytorch", "mlflow"},
+    tags={"stage": "training"},
+    retry_policy=TRANSIENT_RETRY,
+    automation_condition=(
+        dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+    ),
+    description=(
+        "LoRA fine-tuning (transformers + PEFT, assistant-only loss over the project's "
+        "tool-calling chat template, packed sequences) on sft_examples read from the release's "
+        "lakeFS commit id. One MLflow run with params, per-step metrics, the lakefs:// dataset "
+        "input and audit tags; the merged model is registered as a new version of "
+        "flywheel-agent under the alias `challenger`."
+    ),
+)
+def fine_tuned_model(
+    context: dg.AssetExecutionContext,
+    config: TrainingConfig,
+    lakefs: LakeFSResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    from pipeline.mlflow_lakefs import LakeFSDatasetSource
+    from pipeline.training.base_model import resolve_base_model
+    from pipeline.training.train import TrainConfig, train_sft
+
+    settings = get_settings()
+    release = latest_release(context)
+    commit = release["lakefs_merge_commit"]
+    sft_uri = f"lakefs://{settings.datasets_repo}/{commit}/datasets/sft_examples.parquet"
+    frame = select_examples(
+        read_parquet(read_release_file(lakefs, settings.datasets_repo, commit, "sft_examples.parquet")),
+        config.max_examples,
+    )
+    params = config.model_dump()
+    # Same release + same config + same code = same model: a re-run (after MLflow was
+    # unreachable, say) reuses the registered version instead of registering a duplicate.
+    training_key = hashlib.sha256(
+        json.dumps({"commit": commit, "config": params, "code": code_version()}, sort_keys=True).encode()
+    ).hexdigest()[:16]
+    tags = {
+        "lakefs.repo": settings.datasets_repo, "lakefs.commit": commit, TAG_RELEASE: release["tag"],
+        "code_version": code_version(), "base_model": config.base_model, "training_key": training_key,
+        "dagster.run_id": context.run.run_id,
+    }
+    client = mlflow.client()
+    existing = client.search_model_versions(f"name = '{MODEL_NAME}' and tags.training_key = '{training_key}'")
+    if existing:
+        version = existing[0]
+        context.log.info(f"{MODEL_NAME} v{version.version} was already trained on this release and config")
+        client.set_registered_model_alias(MODEL_NAME, "challenger", version.version)
+        return dg.MaterializeResult(metadata={
+            "model_version": int(version.version), "mlflow_run_id": version.run_id,
+            "training_key": training_key, "reused_existing_version": True, TAG_RELEASE: release["tag"],
+        })
+
+    base_dir = resolve_base_model(config.base_model, settings.state_dir / "models")
+    out_dir = settings.state_dir / "models" / "runs" / context.run.run_id
+    examples = [
+        {"messages": json.loads(row.messages), "tools": json.loads(row.tools), "weight": row.weight}
+        for row in frame.itertuples()
+    ]
+    train_config = TrainConfig(
+        base_model=config.base_model, method=config.method, max_steps=config.max_steps,
+        batch_size=config.batch_size, grad_accum=config.grad_accum, max_length=config.max_length,
+        learning_rate=config.learning_rate, lora_r=config.lora_r, lora_alpha=2 * config.lora_r,
+        seed=config.seed,
+    )
+    mlflow_module = mlflow.configure()
+    with mlflow.start_run(f"fine-tune {release['tag']}", context.run.run_id, tags) as run:
+        mlflow_module.log_params({**params, "examples_available": len(frame)})
+        dataset = mlflow_module.data.from_pandas(
+            frame[["record_key", "task_type", "weight"]], source=LakeFSDatasetSource(sft_uri),
+            name="sft_examples",
+        )
+        mlflow_module.log_input(dataset, context="training")
+        result = train_sft(
+            examples, base_dir, out_dir, train_config,
+            on_log=lambda step, metrics: mlflow_module.log_metrics(
+                {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=step
+            ),
+        )
+        mlflow_module.log_metrics(result.metrics())
+        version = register_model(mlflow_module, client, out_dir, tags)
+    return dg.MaterializeResult(metadata={
+        "model_version": int(version.version),
+        "mlflow_run_id": run.info.run_id,
+        "training_key": training_key,
+        "reused_existing_version": False,
+        TAG_RELEASE: release["tag"],
+        "lakefs_commit": commit,
+        "initial_loss": result.initial_loss,
+        "final_loss": result.final_loss,
+        "tokens_per_second": round(result.tokens_per_second, 1),
+        "padding_fraction": round(result.padding_fraction, 4),
+        "examples": result.examples,
+        "device": result.device,
+    })
+
+
+def register_model(mlflow_module, client, model_dir, tags: dict[str, str]):
+    from pipeline.agent_model import AgentModel
+
+    info = mlflow_module.pyfunc.log_model(
+        name="model", python_model=AgentModel(), artifacts={"model_dir": str(model_dir)},
+        registered_model_name=MODEL_NAME,
+        # Explicit: inferring requirements would import and probe the model.
+        pip_requirements=["torch==2.13.0", "transformers==5.23.0"],
+    )
+    version = client.get_model_version(MODEL_NAME, info.registered_model_version)
+    for key, value in tags.items():
+        client.set_model_version_tag(MODEL_NAME, version.version, key, value)
+    client.set_registered_model_alias(MODEL_NAME, "challenger", version.version)
+    return version
