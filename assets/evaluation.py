@@ -19,11 +19,11 @@ from pipeline.settings import get_settings
 class EvaluationConfig(dg.Config):
     """Defaults are sized for a 2-core CPU; raise them on a GPU."""
 
-    max_cases: int = 12  # held-out decision points scored per model (0 = all)
-    sandbox_tasks: int = 3  # distinct tasks replayed in the simulator per model
+    max_cases: int = 8  # held-out decision points scored per model (0 = all)
+    sandbox_tasks: int = 2  # distinct tasks replayed in the simulator per model
     k: int = 2  # seeded trials per task: pass^k
-    max_new_tokens: int = 96
-    max_turns: int = 6
+    max_new_tokens: int = 64
+    max_turns: int = 4
     primary_metric: str = "action_accuracy"
     segment_metric: str = "action_accuracy"
     margin: float = 0.0  # the challenger must beat the incumbent by at least this
@@ -36,12 +36,14 @@ def _subset(cases: list[dict], limit: int) -> list[dict]:
     return sorted(cases, key=lambda c: hashlib.sha256(c["case_id"].encode()).hexdigest())[:limit]
 
 
-def _redacted(results: dict) -> dict:
-    """Sandbox transcripts hold the simulated users' (synthetic) personal data: the report
-    goes through the same redaction as the training data before it is stored anywhere."""
+def _redacted(result: dict) -> dict:
+    """Sandbox transcripts hold the simulated users' (synthetic) personal data: the example
+    conversations of a model's result go through the same redaction as the training data
+    before they are stored anywhere (metrics and names are left alone)."""
     from pipeline.redaction import redact_json
 
-    return json.loads(redact_json(json.dumps(results, default=str)).text)
+    texts = {key: result[key] for key in ("examples", "transcripts")}
+    return {**result, **json.loads(redact_json(json.dumps(texts, default=str)).text)}
 
 
 @dg.asset(
@@ -94,18 +96,18 @@ def evaluation_report(
     for name, model_dir in model_dirs.items():
         context.log.info(f"evaluating {name} on {len(cases)} cases and {len(tasks)} sandbox tasks")
         policy = ModelPolicy(training_generate_fn(str(model_dir), config.max_new_tokens))
-        results[name] = evaluate_model(name, policy, cases, k=config.k, tasks=tasks,
-                                       max_turns=config.max_turns)
+        results[name] = _redacted(evaluate_model(name, policy, cases, k=config.k, tasks=tasks,
+                                                 max_turns=config.max_turns))
 
     incumbent, incumbent_name = incumbent_for(results.get("champion"), results["base"])
     decision = decide_promotion(results["challenger"], incumbent, incumbent_name, config.primary_metric,
                                 config.margin, config.tolerance, config.segment_metric)
-    combined = _redacted(combine(results, decision.to_dict(), {
+    combined = combine(results, decision.to_dict(), {
         "lakefs_commit": commit, "release": challenger.tags.get("lakefs.tag"),
         "challenger_version": challenger.version,
         "champion_version": champion.version if champion else None,
         "cases": len(cases), "sandbox_tasks": len(tasks), "k": config.k,
-    }))
+    })
     report_dir = settings.state_dir / "reports" / f"v{challenger.version}-{context.run.run_id[:8]}"
     report = write_report(combined, report_dir)
 
