@@ -260,6 +260,25 @@ def bench_redact(days: int, per_day: int, seed: int, as_json: bool) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else format_benchmark(result))
 
 
+@bench.command("train")
+@click.option("--examples", "n_examples", type=int, default=12, show_default=True)
+@click.option("--model", default="smollm2", show_default=True,
+              help="smollm2 (embedded SmolLM2-135M), tiny (random, seconds) or a model dir.")
+@click.option("--json", "as_json", is_flag=True)
+def bench_train(n_examples: int, model: str, as_json: bool) -> None:
+    """Effective (non-padding) trained tokens/s and peak memory of our packed training step
+    next to transformers' Trainer with default padding, same data and model, one run.
+    Reads sft_examples from the warehouse (run the pipeline first)."""
+    import json
+
+    from pipeline.training.bench import format_train_benchmark, run_train_benchmark
+
+    settings = get_settings()
+    result = run_train_benchmark(duckdb_path=settings.duckdb_path, n_examples=n_examples, model=model,
+                                 cache_dir=settings.state_dir / "models")
+    click.echo(json.dumps(result, indent=2, default=str) if as_json else format_train_benchmark(result))
+
+
 @bench.command("reliability")
 @click.option("--json", "as_json", is_flag=True)
 @_one_line_errors
