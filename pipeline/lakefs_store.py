@@ -1,0 +1,100 @@
+"""Immutable capture of raw files in lakeFS.
+
+A partition's landing files are written on a short-lived branch, committed with metadata
+that says what they are (partition, checksums, Dagster run id), and merged into `main`.
+The commit on that branch is the immutable id everything downstream records; reads always
+go through a commit id, never a branch head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+MAIN = "main"
+
+
+@dataclass(frozen=True)
+class RawCommit:
+    repo: str
+    commit_id: str  # commit on the ingest branch holding exactly this partition's files
+    merge_commit_id: str  # the merge of that commit into main
+    paths: dict[str, str]  # file name -> object path in the repository
+    checksums: dict[str, str]  # file name -> sha256 hex
+
+    def uri(self, name: str) -> str:
+        return f"lakefs://{self.repo}/{self.commit_id}/{self.paths[name]}"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def partition_prefix(partition: str) -> str:
+    return f"dt={partition}/"
+
+
+def branch_name(prefix: str, partition: str, run_id: str) -> str:
+    """lakeFS branch ids allow letters, digits, '-' and '_' only."""
+    return re.sub(r"[^\w-]", "-", f"{prefix}-{partition}-{run_id[:8]}")
+
+
+def _list_paths(ref: Any, prefix: str) -> list[str]:
+    return [obj.path for obj in ref.objects(prefix=prefix)]
+
+
+def commit_partition_files(
+    repo: Any,
+    partition: str,
+    files: Mapping[str, bytes],
+    *,
+    run_id: str,
+    extra_metadata: Mapping[str, str] | None = None,
+) -> RawCommit:
+    """Make `dt=<partition>/` in the repository hold exactly `files`, as one commit.
+
+    Re-running with the same files yields a new (empty) commit with the new run id, so each
+    ingestion run has its own auditable commit; a crashed earlier attempt's branch is
+    discarded and redone.
+    """
+    prefix = partition_prefix(partition)
+    checksums = {name: sha256(data) for name, data in files.items()}
+    paths = {name: prefix + name for name in files}
+    # Branches left by crashed attempts at this partition hold nothing that main needs:
+    # discard them so a re-run starts from main's current state.
+    for leftover in list(repo.branches(prefix=branch_name("ingest", partition, ""))):
+        leftover.delete()
+    branch = repo.branch(branch_name("ingest", partition, run_id)).create(MAIN)
+    stale = [p for p in _list_paths(branch, prefix) if p not in set(paths.values())]
+    if stale:
+        branch.delete_objects(stale)
+    for name, data in sorted(files.items()):
+        branch.object(paths[name]).upload(data=data, mode="wb")
+    metadata = {
+        "partition": partition,
+        "dagster_run_id": run_id,
+        "files_sha256": json.dumps(checksums, sort_keys=True),
+        **(extra_metadata or {}),
+    }
+    commit = branch.commit(
+        f"raw agent logs for {partition} ({len(files)} files)", metadata=metadata, allow_empty=True
+    )
+    merge_commit = branch.merge_into(
+        repo.branch(MAIN),
+        message=f"merge raw agent logs for {partition}",
+        metadata={"partition": partition, "dagster_run_id": run_id, "source_commit": commit.id},
+        allow_empty=True,
+    )
+    branch.delete()
+    return RawCommit(repo.id, commit.id, merge_commit, paths, checksums)
+
+
+def read_objects(repo: Any, commit_id: str, paths: Iterable[str]) -> Iterable[tuple[str, bytes]]:
+    """Read objects at an exact commit id (never a branch head)."""
+    ref = repo.ref(commit_id)
+    for path in paths:
+        with ref.object(path).reader(mode="rb") as handle:
+            yield path, handle.read()
