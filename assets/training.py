@@ -28,6 +28,8 @@ class TrainingConfig(dg.Config):
     learning_rate: float = 2e-4
     lora_r: int = 16
     seed: int = 0
+    dpo: bool = False  # after SFT, DPO on preference_pairs from the same release (when any)
+    dpo_beta: float = 0.1
 
 
 def latest_release(context) -> dict:
@@ -79,7 +81,7 @@ def fine_tuned_model(
 ) -> dg.MaterializeResult:
     from pipeline.mlflow_lakefs import LakeFSDatasetSource
     from pipeline.training.base_model import resolve_base_model
-    from pipeline.training.train import TrainConfig, train_sft
+    from pipeline.training.train import TrainConfig, train_dpo, train_sft
 
     settings = get_settings()
     release = latest_release(context)
@@ -121,7 +123,7 @@ def fine_tuned_model(
         base_model=config.base_model, method=config.method, max_steps=config.max_steps,
         batch_size=config.batch_size, grad_accum=config.grad_accum, max_length=config.max_length,
         learning_rate=config.learning_rate, lora_r=config.lora_r, lora_alpha=2 * config.lora_r,
-        seed=config.seed,
+        seed=config.seed, dpo=config.dpo, dpo_beta=config.dpo_beta,
     )
     mlflow_module = mlflow.configure()
     with mlflow.start_run(f"fine-tune {release['tag']}", context.run.run_id, tags) as run:
@@ -138,6 +140,19 @@ def fine_tuned_model(
             ),
         )
         mlflow_module.log_metrics(result.metrics())
+        if config.dpo:
+            pairs = read_parquet(read_release_file(lakefs, settings.datasets_repo, commit,
+                                                   "preference_pairs.parquet"))
+            if len(pairs):
+                dpo_dir = out_dir.with_name(out_dir.name + "-dpo")
+                dpo = train_dpo(pairs.to_dict("records"), out_dir, dpo_dir, train_config,
+                                on_log=lambda step, m: mlflow_module.log_metrics(
+                                    {f"dpo.{k}": float(v) for k, v in m.items()
+                                     if isinstance(v, (int, float))}, step=step))
+                mlflow_module.log_metrics({f"dpo.{k}": v for k, v in dpo.metrics().items()})
+                out_dir = dpo_dir
+            else:
+                context.log.warning("DPO is on but the release has no preference pairs; SFT only")
         version = register_model(mlflow_module, client, out_dir, tags)
     return dg.MaterializeResult(metadata={
         "model_version": int(version.version),
