@@ -56,6 +56,14 @@ def run_main_job(partitions: list[str], echo: Callable[[str], None] = print) -> 
     missing = [f"{key} ({what})" for key, what in LIFECYCLE if key not in built]
     if missing:
         echo("not built yet in this version: " + "; ".join(missing))
+    reports = sorted((settings.state_dir / "reports").glob("*/report.html"), key=lambda p: p.stat().st_mtime)
+    echo("where to look:")
+    echo(f"  Dagster UI       http://127.0.0.1:{settings.dagster_port}")
+    echo(f"  MLflow UI        http://127.0.0.1:{settings.mlflow_port}")
+    if reports:
+        echo(f"  evaluation       {reports[-1]}")
+    echo("  audit trail      .state/venv/bin/flywheel trace flywheel-agent@champion "
+         "(or @challenger if it was not promoted)")
 
 
 def _root_cause(error) -> str:
