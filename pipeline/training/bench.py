@@ -45,7 +45,8 @@ def _padding_arm(examples: list[SFTExample], model_ref: Path | str, config: Any)
 
     from pipeline.training.chat_template import load_tokenizer
     from pipeline.training.data import tokenize_examples
-    from pipeline.training.train import PeakMemory, _quiet, _training_arguments, load_model, resolve_precision
+    from pipeline.training.train import (PeakMemory, _metrics_callback, _Progress, _quiet, _training_arguments,
+                                         load_model, resolve_precision, steady_tokens_per_second)
 
     device, bf16 = resolve_precision(config.precision)
     tokenizer = load_tokenizer(model_ref)
@@ -53,11 +54,13 @@ def _padding_arm(examples: list[SFTExample], model_ref: Path | str, config: Any)
     rows = [{"input_ids": e.input_ids, "labels": e.labels} for e in items]
     pad = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     counts = {"slots": 0, "real": 0}
+    progress = _Progress()  # for the per-step timing (tokens here = non-padding tokens)
 
     def collate(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = pad(features)
         counts["slots"] += batch["input_ids"].numel()
         counts["real"] += int(batch["attention_mask"].sum())
+        progress.counts["n_example_tokens"] = counts["real"]
         return batch
 
     set_seed(config.seed)
@@ -65,7 +68,7 @@ def _padding_arm(examples: list[SFTExample], model_ref: Path | str, config: Any)
     losses: list[float] = []
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-") as scratch:
         trainer = Trainer(model=model, args=_training_arguments(config, scratch, bf16), train_dataset=rows,
-                          data_collator=collate)
+                          data_collator=collate, callbacks=[_metrics_callback(progress, None)])
         _quiet(trainer)
         with PeakMemory() as memory:
             cpu_start, wall_start = time.process_time(), time.perf_counter()
@@ -78,17 +81,21 @@ def _padding_arm(examples: list[SFTExample], model_ref: Path | str, config: Any)
         "padding_fraction": 1 - counts["real"] / counts["slots"] if counts["slots"] else 0.0,
         "train_seconds": seconds, "cpu_seconds": cpu_seconds, "peak_rss_bytes": memory.peak_rss,
         "peak_gpu_bytes": memory.peak_gpu, "initial_loss": losses[0] if losses else None,
-        "final_loss": losses[-1] if losses else None, "device": device, "precision": "bf16-autocast" if bf16 else "fp32",
+        "final_loss": losses[-1] if losses else None, "device": device,
+        "precision": "bf16-autocast" if bf16 else "fp32",
+        "steady_tokens_per_second": steady_tokens_per_second(progress.history),
     }
 
 
 def _flywheel_arm(examples: list[SFTExample], model_ref: Path | str, config: Any) -> dict[str, Any]:
-    from pipeline.training.train import fit_sft
+    from pipeline.training.train import fit_sft, steady_tokens_per_second
 
     _, _, result = fit_sft(examples, model_ref, config)
     keys = ("steps", "examples", "tokens", "assistant_tokens", "computed_tokens", "padding_fraction", "train_seconds",
             "cpu_seconds", "peak_rss_bytes", "peak_gpu_bytes", "initial_loss", "final_loss", "device", "precision")
-    return {k: getattr(result, k) for k in keys}
+    metrics = {k: getattr(result, k) for k in keys}
+    metrics["steady_tokens_per_second"] = steady_tokens_per_second(result.history)
+    return metrics
 
 
 def _run_arm(arm: str, examples: list[SFTExample], model_ref: Path | str, config: Any) -> dict[str, Any]:
@@ -154,6 +161,9 @@ def run_train_benchmark(examples: Iterable[Mapping[str, Any] | SFTExample] | Non
             if arm != "padding":
                 metrics["speedup"] = metrics["tokens_per_second"] / baseline["tokens_per_second"]
                 metrics["speedup_cpu"] = metrics["tokens_per_cpu_second"] / baseline["tokens_per_cpu_second"]
+                steady, steady_baseline = metrics["steady_tokens_per_second"], baseline["steady_tokens_per_second"]
+                if steady and steady_baseline:
+                    metrics["speedup_steady"] = steady / steady_baseline
     return summary
 
 
@@ -163,15 +173,20 @@ def format_train_benchmark(result: Mapping[str, Any]) -> str:
              f"packed rows of {result['row_capacity']} tokens, padding batches of {result['padding_batch_size']}"
              + (", gradient checkpointing" if result.get("gradient_checkpointing") else ""),
              f"{'arm':<20}{'steps':>6}{'tokens':>9}{'computed':>10}{'pad%':>6}{'sec':>8}{'tok/s':>9}"
-             f"{'tok/cpu-s':>10}{'peak RSS':>10}{'speedup':>9}{'loss first→last':>18}"]
+             f"{'tok/cpu-s':>10}{'steady':>8}{'peak RSS':>10}{'speedup':>9}{'steady':>8}{'loss first→last':>18}"]
     for arm, m in result["arms"].items():
         speed = f"{m['speedup']:.2f}x" if "speedup" in m else "1.00x"
+        steady_speed = (f"{m['speedup_steady']:.2f}x" if "speedup_steady" in m
+                        else "1.00x" if arm == "padding" else "-")
+        steady = f"{m['steady_tokens_per_second']:.1f}" if m.get("steady_tokens_per_second") else "-"
         loss = (f"{m['initial_loss']:.3f}→{m['final_loss']:.3f}" if m.get("initial_loss") is not None else "-")
         lines.append(f"{arm:<20}{m['steps']:>6}{m['tokens']:>9}{m['computed_tokens']:>10}"
                      f"{100 * m['padding_fraction']:>5.1f}%{m['train_seconds']:>8.1f}{m['tokens_per_second']:>9.1f}"
-                     f"{m['tokens_per_cpu_second']:>10.1f}{m['peak_rss_bytes'] / 2**20:>8.0f}MB{speed:>9}{loss:>18}")
+                     f"{m['tokens_per_cpu_second']:>10.1f}{steady:>8}{m['peak_rss_bytes'] / 2**20:>8.0f}MB{speed:>9}"
+                     f"{steady_speed:>8}{loss:>18}")
     lines.append("tokens = the examples' own non-padding tokens (same data in every arm); computed = token "
-                 "positions run through the model, padding included")
+                 "positions run through the model, padding included; steady = tok/s after the first "
+                 "(warm-up) optimizer step")
     return "\n".join(lines)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import torch
 
-from pipeline.training.chat_template import CHAT_TEMPLATE, END_OF_TURN, ParsedTurn, load_tokenizer, \
-    parse_assistant_output
+from pipeline.training.chat_template import (CHAT_TEMPLATE, END_OF_TURN, ParsedTurn, load_tokenizer,
+                                             parse_assistant_output)
 
 
 def load_for_inference(model_dir: Path | str) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ Why transformers' `Trainer` with our own collator and loss, not TRL's `SFTTraine
 `SFTTrainer` covers assistant-only loss and padding-free packing, but (1) it has no
 per-example loss weights, which curation's balancing produces; (2) it cannot share the long
 system + tools prefix of agent conversations between examples (`data.py`), which on our
-marts removes over half of the tokens to compute; (3) we compute the vocabulary projection
+marts removes about a third of the tokens to compute (rows of 3,072); (3) we compute the vocabulary projection
 only at supervised positions (`logits_to_keep` with a boolean mask), which SFTTrainer's
 loss does not. These are ~40 lines on top of `Trainer`, which still provides the loop,
 optimizer, schedule, gradient accumulation, mixed precision and device placement (GPU when
@@ -25,7 +25,6 @@ tokens in the micro-batch. Deterministic for a given seed (same hardware and thr
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -42,7 +41,6 @@ from pipeline.training.chat_template import CHAT_TEMPLATE, END_OF_TURN, load_tok
 from pipeline.training.data import (COUNTER_KEYS, IGNORE, PackedCollator, SFTExample, normalise_weights,
                                     pack_examples, single_rows, tokenize_examples)
 
-log = logging.getLogger(__name__)
 
 OnLog = Callable[[int, dict[str, float]], None]
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -140,7 +138,7 @@ def load_model(model_ref: ModelRef, config: TrainConfig):
     model = AutoModelForCausalLM.from_pretrained(model_ref, dtype=torch.float32, attn_implementation="sdpa")
     model.config.use_cache = False
     if config.method == "lora":
-        from peft import LoraConfig, get_peft_model
+        from peft import get_peft_model
 
         model = get_peft_model(model, lora_config(config))
     elif config.method != "full":
@@ -197,7 +195,8 @@ def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool, **extr
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
         num_train_epochs=config.epochs, max_steps=config.max_steps, lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_steps, weight_decay=config.weight_decay, max_grad_norm=config.max_grad_norm,
-        bf16=bf16, activation_checkpointing=config.gradient_checkpointing, logging_steps=1, save_strategy="no", report_to="none", disable_tqdm=True,
+        bf16=bf16, activation_checkpointing=config.gradient_checkpointing, logging_steps=1, save_strategy="no",
+        report_to="none", disable_tqdm=True,
         seed=config.seed, data_seed=config.seed, dataloader_num_workers=0, remove_unused_columns=False,
         use_cpu=not torch.cuda.is_available(), **extra)
 
@@ -229,6 +228,7 @@ def _metrics_callback(progress: _Progress, on_log: OnLog | None):
             if progress.ce_count:
                 metrics["ce"] = progress.ce_sum / progress.ce_count
                 progress.ce_sum, progress.ce_count = 0.0, 0
+            metrics["elapsed_seconds"] = elapsed
             if counts["n_example_tokens"]:
                 metrics.update(
                     tokens=float(counts["n_example_tokens"]), assistant_tokens=float(counts["n_assistant"]),
@@ -306,6 +306,16 @@ def _quiet(trainer: Any) -> None:
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
+
+
+def steady_tokens_per_second(history: list[dict[str, float]]) -> float | None:
+    """Tokens/s after the first optimizer step (which also pays one-time warm-up: kernel
+    selection, allocator growth); None with fewer than two logged steps."""
+    timed = [h for h in history if "tokens" in h and "elapsed_seconds" in h]
+    if len(timed) < 2:
+        return None
+    first, last = timed[0], timed[-1]
+    return (last["tokens"] - first["tokens"]) / max(last["elapsed_seconds"] - first["elapsed_seconds"], 1e-9)
 
 
 def _resolve_config_model(model_dir: ModelRef | None, config: TrainConfig) -> ModelRef:
