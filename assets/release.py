@@ -7,7 +7,7 @@ from dagster_duckdb import DuckDBResource
 
 from assets.validation import mart_key
 from pipeline.datacard import build_card, card_json, card_markdown
-from pipeline.operations import TRANSIENT_RETRY
+from pipeline.operations import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
 from pipeline.quality import (
     MART_KEYS,
     SPLIT_MEMBERSHIP,
@@ -40,10 +40,7 @@ def _provenance(con) -> tuple[list[str], list[str]]:
     kinds={"lakefs", "parquet"},
     tags={"stage": "release"},
     retry_policy=TRANSIENT_RETRY,
-    # Declarative automation honours the marts' blocking GX checks across runs too.
-    automation_condition=(
-        dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-    ),
+    automation_condition=AFTER_BLOCKING_CHECKS,
     description=(
         "The marts as an immutable dataset release: Parquet files and a data card on a new "
         "lakeFS branch, validated again as written (GX), committed with the audit metadata, "

@@ -8,7 +8,7 @@ import pandas as pd
 
 from assets.release import dataset_release
 from pipeline.audit import MODEL_NAME, TAG_RELEASE
-from pipeline.operations import TRANSIENT_RETRY
+from pipeline.operations import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
 from pipeline.quality import read_parquet
 from pipeline.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
@@ -62,9 +62,7 @@ def select_examples(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
     kinds={"pytorch", "mlflow"},
     tags={"stage": "training"},
     retry_policy=TRANSIENT_RETRY,
-    automation_condition=(
-        dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
-    ),
+    automation_condition=AFTER_BLOCKING_CHECKS,
     description=(
         "LoRA fine-tuning (transformers + PEFT, assistant-only loss over the project's "
         "tool-calling chat template, packed sequences) on sft_examples read from the release's "

@@ -26,6 +26,10 @@ from pipeline.settings import get_settings
 
 # Transient lakeFS/MLflow hiccups (restarts, timeouts) clear within seconds to a minute.
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+# Declarative automation that honours upstream blocking checks across runs, not only within one.
+AFTER_BLOCKING_CHECKS = (
+    dg.AutomationCondition.eager() & dg.AutomationCondition.all_deps_blocking_checks_passed()
+)
 
 
 def landing_fingerprints(landing_dir: Path) -> dict[str, str]:
