@@ -117,6 +117,8 @@ def trace_model(spec: str, *, tracking_uri: str, lakefs_client: Any,
             "files": {f"lakefs://{raw_repo}/{commit_id}/dt={meta.get('partition')}/{n}": d
                       for n, d in sorted(files.items())},
         })
+    # The card lists commits by id (stable, but arbitrary); readers want them in day order.
+    raw_commits.sort(key=lambda c: (c["partition"] or "", c["commit"]))
     inputs = [
         {"name": d.dataset.name, "digest": d.dataset.digest, "source": d.dataset.source}
         for d in (run.inputs.dataset_inputs if run.inputs else [])
