@@ -297,7 +297,8 @@ def bench_reliability(as_json: bool) -> None:
                 click.echo(f"{key:32} {value}")
         for leak in result["leaks"]:
             click.echo(f"LEAK {leak}")
-    if result["records_lost"] or result["secrets_leaked"] or result["duplicate_or_missing_releases"]:
+    if (result["records_lost"] or result["secrets_leaked"] or result["duplicate_or_missing_releases"]
+            or result["main_partly_updated"]):
         sys.exit(1)
 
 

@@ -168,6 +168,7 @@ def publish(
     branch.object(VERDICT_PATH).upload(
         data=json.dumps(record, indent=2, sort_keys=True).encode(), mode="wb"
     )
+    failpoint("release.before_commit")
     commit = branch.commit(
         f"dataset release candidate ({'passed' if passed else 'FAILED'} validation)",
         metadata={**metadata, "dagster_run_id": run_id, "content_digest": digest,

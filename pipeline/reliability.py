@@ -2,9 +2,9 @@
 
 1. inputs: the hostile-input corpus through ingestion (records tried, ingested,
    quarantined, lost, peak memory);
-2. faults: a real release process SIGKILLed at each release failpoint against a throwaway
-   lakeFS server, then re-run (releases made must be exactly one per scenario, main never
-   partly updated);
+2. faults: the release process, or the lakeFS server under it, SIGKILLed at each release
+   failpoint (a throwaway server on a persistent KV, restarted after each kill), then the
+   release re-run: main must never be partly updated, and exactly one release must result;
 3. secrets: every configured credential and every planted secret searched for in what the
    pipeline derived (logs, Data Docs, reports, failure summaries, the Dagster event log,
    the MLflow store, the datasets repository), where those are reachable.
@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -22,65 +23,127 @@ from typing import Any, Callable
 
 from pipeline.settings import Settings
 
-FAILPOINTS = ("release.after_commit", "release.after_merge")
+# (who is killed, failpoint, delay in ms): the run process itself, or the lakeFS server
+# under it. A delayed server kill lands while the merge request is in flight.
+RELEASE_FAULTS = (
+    ("run", "release.after_commit", 0),
+    ("run", "release.after_merge", 0),
+    ("lakefs", "release.before_commit", 0),
+    ("lakefs", "release.after_commit", 0),
+    *(("lakefs", "release.after_commit", delay) for delay in (1, 5, 25)),
+    ("lakefs", "release.after_merge", 0),
+)
+OLD_RELEASE = {"a.parquet": b"old a", "b.parquet": b"old b"}
+NEW_RELEASE = {"a.parquet": b"new a", "b.parquet": b"new b"}
 _PUBLISH = """
-import sys, lakefs
-from pipeline.release import install_hooks, publish
+import json, sys, lakefs
+from pipeline.release import publish
 client = lakefs.Client(host=sys.argv[1], username=sys.argv[2], password=sys.argv[3])
-repo = lakefs.Repository("reliability", client=client)
-publish(repo, {"data.parquet": sys.argv[5].encode()}, run_id=sys.argv[4], day="2026-11-21",
-        verdict={"verdict": "passed", "reasons": []}, metadata={})
+publish(lakefs.Repository(sys.argv[4], client=client),
+        {k: v.encode() for k, v in json.loads(sys.argv[6]).items()}, run_id=sys.argv[5],
+        day="2026-11-21", verdict={"verdict": "passed", "reasons": []}, metadata={})
 """
 
 
-def inject_release_faults(settings: Settings) -> dict[str, Any]:
-    from pipeline.stack import (
-        ensure_lakefs_binary, free_port, lakefs_env, stop_process_group, wait_until_healthy,
+def throwaway_stack_settings(base: Settings) -> Settings:
+    """Settings for services of our own: a temp state directory and free loopback ports."""
+    from dataclasses import replace
+
+    from pipeline.stack import free_port
+
+    state_dir = Path(tempfile.mkdtemp(prefix="flywheel-faults-"))
+    lakefs_port, mlflow_port = free_port(), free_port()
+    return replace(
+        base, state_dir=state_dir,
+        lakefs_port=lakefs_port, lakefs_endpoint=f"http://127.0.0.1:{lakefs_port}",
+        mlflow_port=mlflow_port, mlflow_tracking_uri=f"http://127.0.0.1:{mlflow_port}",
+        mlflow_backend_store_uri=f"sqlite:///{state_dir / 'mlflow' / 'mlflow.db'}",
     )
 
-    binary = ensure_lakefs_binary(settings)
-    data_dir = Path(tempfile.mkdtemp(prefix="flywheel-reliability-"))
-    port = free_port()
-    log = data_dir / "lakefs.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen([str(binary), "run"], stdout=out, stderr=subprocess.STDOUT,
-                                  env=lakefs_env(settings, database="mem", data_dir=data_dir, port=port),
-                                  start_new_session=True)
-    endpoint = f"http://127.0.0.1:{port}"
+
+def _main_state(repo: Any) -> str:
+    """"old", "new", or "partial": what main's datasets/ hold right now."""
+    from pipeline.release import DATA_PREFIX
+
+    main = repo.ref("main")
+    held = {}
+    for name in NEW_RELEASE:
+        try:
+            with main.object(DATA_PREFIX + name).reader(mode="rb") as handle:
+                held[name] = handle.read()
+        except Exception:  # noqa: BLE001 - a missing object is one of the partial states
+            held[name] = None
+    return "old" if held == OLD_RELEASE else "new" if held == NEW_RELEASE else "partial"
+
+
+def release_fault_scenarios(settings: Settings, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Kill the run or the lakeFS server at each release failpoint, then re-run.
+
+    The server keeps its metadata in the persistent local KV, as `flywheel up` runs it, and
+    is restarted on the same data after each kill. Each scenario starts from a repository
+    whose main holds an older release; the killed run publishes new content. Observed:
+    what main held after the crash (must be all old or all new, never partial) and how
+    many releases of the new content exist after the re-run (must be exactly one).
+    """
+    import lakefs
+
+    from pipeline.release import content_digest, install_hooks, publish
+    from pipeline.stack import running_pid, services, start_service, stop_service
+
+    stack = throwaway_stack_settings(settings)
+    lakefs_service = next(s for s in services(stack) if s.name == "lakefs")
+    start_service(stack, lakefs_service)
+    secret = stack.lakefs_secret_access_key.reveal()
+    client = lakefs.Client(host=stack.lakefs_endpoint, username=stack.lakefs_access_key_id, password=secret)
+    new_digest = content_digest(NEW_RELEASE)
+    new_files = json.dumps({k: v.decode() for k, v in NEW_RELEASE.items()})
     scenarios = []
     try:
-        wait_until_healthy("lakefs", f"{endpoint}/_health", server, log, timeout=60)
-        import lakefs
-
-        client = lakefs.Client(host=endpoint, username=settings.lakefs_access_key_id,
-                               password=settings.lakefs_secret_access_key.reveal())
-        repo = lakefs.Repository("reliability", client=client).create(
-            storage_namespace="local://reliability", exist_ok=True)
-        from pipeline.release import install_hooks
-
-        install_hooks(repo)
-        args = [endpoint, settings.lakefs_access_key_id, settings.lakefs_secret_access_key.reveal()]
-        for n, point in enumerate(FAILPOINTS):
-            content = f"scenario {n}: {point}"  # new content per scenario: a new release each
-            killed = subprocess.run([sys.executable, "-c", _PUBLISH, *args, f"kill-{n}", content],
-                                    env={**os.environ, "FLYWHEEL_FAILPOINT": point}, capture_output=True)
-            rerun = subprocess.run([sys.executable, "-c", _PUBLISH, *args, f"rerun-{n}", content],
-                                   env={k: v for k, v in os.environ.items() if k != "FLYWHEEL_FAILPOINT"},
-                                   capture_output=True)
-            scenarios.append({
-                "failpoint": point,
-                "killed": killed.returncode == -signal.SIGKILL,
+        for n, (victim, point, delay_ms) in enumerate(RELEASE_FAULTS):
+            repo = lakefs.Repository(f"faults-{n}", client=client).create(
+                storage_namespace=f"local://faults-{n}")
+            install_hooks(repo)
+            publish(repo, OLD_RELEASE, run_id=f"seed-{n}", day="2026-11-20",
+                    verdict={"verdict": "passed", "reasons": []}, metadata={})
+            argv = [sys.executable, "-c", _PUBLISH, stack.lakefs_endpoint, stack.lakefs_access_key_id,
+                    secret, repo.id]
+            clean_env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_FAILPOINT")}
+            fault_env = {**clean_env, "FLYWHEEL_FAILPOINT": point}
+            if victim == "lakefs":
+                fault_env |= {"FLYWHEEL_FAILPOINT_KILL_PGID": str(running_pid(stack, "lakefs")),
+                              "FLYWHEEL_FAILPOINT_DELAY_MS": str(delay_ms)}
+            crashed = subprocess.run([*argv, f"crash-{n}", new_files], env=fault_env,
+                                     capture_output=True, text=True, timeout=300)
+            server_killed = victim == "lakefs" and running_pid(stack, "lakefs") is None
+            if server_killed:
+                start_service(stack, lakefs_service)  # same data directory, same port
+            after_crash = _main_state(repo)
+            rerun = subprocess.run([*argv, f"rerun-{n}", new_files], env=clean_env,
+                                   capture_output=True, text=True, timeout=300)
+            new_releases = [t.id for t in repo.tags(prefix="dataset-")
+                            if (t.get_commit().metadata or {}).get("content_digest") == new_digest]
+            scenario = {
+                "killed": victim, "failpoint": point, "delay_ms": delay_ms,
+                "fault_injected": crashed.returncode == -signal.SIGKILL if victim == "run" else server_killed,
+                "crashed_run_error": (crashed.stderr.strip().splitlines() or [""])[-1][:300],
+                "main_after_crash": after_crash,
                 "rerun_ok": rerun.returncode == 0,
-                "releases": len(list(repo.tags(prefix="dataset-"))),
-            })
+                "rerun_error": (rerun.stderr.strip().splitlines() or [""])[-1][:300] if rerun.returncode else "",
+                "new_releases": len(new_releases),
+                "main_after_rerun": _main_state(repo),
+            }
+            log(f"  {victim} killed at {point}" + (f" +{delay_ms} ms" if delay_ms else "")
+                + f": main after crash {after_crash}, releases after re-run {len(new_releases)}")
+            scenarios.append(scenario)
     finally:
-        stop_process_group(server.pid)
-    # after scenario n exactly n + 1 releases exist: one per scenario, none duplicated or lost
-    wrong = sum(abs(s["releases"] - (n + 1)) + (not s["rerun_ok"]) for n, s in enumerate(scenarios))
+        stop_service(stack, lakefs_service)
+    wrong = [s for s in scenarios if s["main_after_crash"] == "partial" or not s["rerun_ok"]
+             or s["new_releases"] != 1 or s["main_after_rerun"] != "new"]
     return {
-        "faults_injected": sum(s["killed"] for s in scenarios),
+        "faults_injected": sum(s["fault_injected"] for s in scenarios),
         "scenarios": scenarios,
-        "duplicate_or_missing_releases": wrong,
+        "partial_main_states": sum(s["main_after_crash"] == "partial" for s in scenarios),
+        "duplicate_or_missing_releases": len(wrong),
     }
 
 
@@ -130,8 +193,8 @@ def run_reliability(settings: Settings, log: Callable[[str], None] = print) -> d
 
     log("hostile inputs through ingestion ...")
     inputs = run_hostile_ingestion(1200, 13)
-    log("killing releases at each failpoint ...")
-    faults = inject_release_faults(settings)
+    log("killing the run and the lakeFS server at each release failpoint ...")
+    faults = release_fault_scenarios(settings, log)
     log("scanning derived data for secrets ...")
     secrets = scan_secrets(settings, log)
     return {
@@ -141,6 +204,7 @@ def run_reliability(settings: Settings, log: Callable[[str], None] = print) -> d
         "records_lost": inputs["lost"],
         "ingestion_peak_rss_mb": inputs["peak_rss_mb"],
         "faults_injected": faults["faults_injected"],
+        "main_partly_updated": faults["partial_main_states"],
         "duplicate_or_missing_releases": faults["duplicate_or_missing_releases"],
         "secrets_checked": secrets["secrets_checked"],
         "places_scanned": secrets["places_scanned"],

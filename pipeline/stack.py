@@ -181,6 +181,12 @@ def last_line(path: Path) -> str:
 
 def pid_alive(pid: int) -> bool:
     try:
+        # A service this very process started and that died is our zombie until reaped.
+        if os.waitpid(pid, os.WNOHANG) != (0, 0):
+            return False
+    except ChildProcessError:  # not our child: started by an earlier `flywheel up`
+        pass
+    try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
