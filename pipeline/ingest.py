@@ -108,10 +108,18 @@ def content_digest(trajectory: Trajectory) -> str:
     return hashlib.sha256(_json(body).encode()).hexdigest()
 
 
+def record_key(partition: str, file_name: str, line: int) -> str:
+    """A record's place in its partition, not in one ingestion's commit: re-ingesting the
+    same files keeps every key (and so dedup, balancing and the marts) unchanged, while
+    raw_commit/source_uri still name the exact commit that run read."""
+    return f"{partition}/{file_name}#{line}"
+
+
 def trajectory_rows(t: Trajectory, partition: str) -> dict[str, list[dict[str, Any]]]:
     """Flatten one trajectory into rows of the four canonical tables."""
     p = t.provenance
-    key = {"partition_date": partition, "record_key": f"{p.source_uri}#{p.line}"}
+    key = {"partition_date": partition,
+           "record_key": record_key(partition, p.source_uri.rsplit("/", 1)[-1], p.line)}
     trajectory = {
         **key,
         "trajectory_id": t.trajectory_id,

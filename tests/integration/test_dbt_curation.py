@@ -24,7 +24,7 @@ import duckdb
 import pytest
 import yaml
 
-from pipeline.ingest import SourceFile, ingest_files
+from pipeline.ingest import SourceFile, ingest_files, record_key
 from pipeline.simulator import simulate
 from pipeline.warehouse import replace_partition
 
@@ -142,7 +142,7 @@ def curated(tmp_path_factory) -> Curated:
             for line in (sim / "ground_truth" / day / "duplicates.jsonl").read_text().splitlines():
                 dup = json.loads(line)
                 if dup["kind"] == "exact":
-                    exact_replays.add(f"{_uri(day, dup['file'])}#{dup['line']}")
+                    exact_replays.add(record_key(day, dup["file"], dup["line"]))
                 else:
                     near_pairs.append((dup["trajectory_id"], dup["duplicate_of"]))
         con.execute("create schema redacted")
