@@ -3,6 +3,7 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from pipeline.faults import failpoint
 from pipeline.ingest import FileStats, IngestRules, SourceFile, ingest_files
 from pipeline.lakefs_store import commit_partition_files, read_objects
 from pipeline.operations import TRANSIENT_RETRY
@@ -54,6 +55,7 @@ def raw_agent_logs(
     repo = lakefs.ensure_repository(settings.raw_repo)
     raw = commit_partition_files(repo, partition, files, run_id=context.run.run_id)
     context.log.info(f"committed {len(files)} raw files as {raw.commit_id}")
+    failpoint("ingest.raw_committed")
 
     sources = [
         SourceFile(name=path.rsplit("/", 1)[-1], uri=f"lakefs://{raw.repo}/{raw.commit_id}/{path}", data=data)

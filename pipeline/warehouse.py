@@ -9,9 +9,13 @@ contents in place.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
+
+from pipeline.faults import failpoint
 
 RAW_SCHEMA = "raw"
 REDACTED_SCHEMA = "redacted"
@@ -104,6 +108,7 @@ def replace_partition(
                 con.execute(f"INSERT INTO {schema}.{table} BY NAME SELECT * FROM incoming_rows")
                 con.unregister("incoming_rows")
             written[table] = len(rows)
+            failpoint("warehouse.partly_replaced")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
@@ -122,3 +127,22 @@ def read_partition(con: Any, partition: str, schema: str = RAW_SCHEMA) -> dict[s
         names = [d[0] for d in cursor.description]
         tables[table] = [dict(zip(names, row)) for row in cursor.fetchall()]
     return tables
+
+
+# Columns that name the ingestion run's own raw commit: each run commits anew (an audit
+# trail per run), so they differ between two runs over the same files, by design.
+RUN_LINEAGE_COLUMNS = ("raw_commit", "source_uri")
+
+
+def partition_digests(con: Any, partition: str, schema: str = RAW_SCHEMA) -> dict[str, str]:
+    """Per table, a sha256 of one partition's rows (order-independent, lineage columns
+    excluded): equal digests mean two ingestions produced the same tables."""
+    digests = {}
+    for table in SCHEMAS[schema]:
+        columns = [c for c in _column_names(con, schema, table) if c not in RUN_LINEAGE_COLUMNS]
+        rows = con.execute(
+            f"SELECT {', '.join(columns)} FROM {schema}.{table} WHERE partition_date = ? ORDER BY ALL",
+            [partition],
+        ).fetchall()
+        digests[table] = hashlib.sha256(json.dumps(rows, default=str).encode()).hexdigest()
+    return digests
