@@ -8,6 +8,7 @@ import pandas as pd
 
 from assets.release import dataset_release
 from pipeline.audit import MODEL_NAME, TAG_RELEASE
+from pipeline.faults import failpoint
 from pipeline.operations import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
 from pipeline.quality import read_parquet
 from pipeline.resources import LakeFSResource, MlflowResource
@@ -77,6 +78,12 @@ def fine_tuned_model(
     lakefs: LakeFSResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
+    with mlflow.unreachable_is_failure():
+        return _fine_tune(context, config, lakefs, mlflow)
+
+
+def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
+               mlflow: MlflowResource) -> dg.MaterializeResult:
     from pipeline.mlflow_lakefs import LakeFSDatasetSource
     from pipeline.training.base_model import resolve_base_model
     from pipeline.training.train import TrainConfig, train_dpo, train_sft
@@ -131,12 +138,12 @@ def fine_tuned_model(
             name="sft_examples",
         )
         mlflow_module.log_input(dataset, context="training")
-        result = train_sft(
-            examples, base_dir, out_dir, train_config,
-            on_log=lambda step, metrics: mlflow_module.log_metrics(
-                {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=step
-            ),
-        )
+        def log_step(step: int, metrics: dict) -> None:
+            failpoint("training.step_logged")
+            mlflow_module.log_metrics(
+                {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
+
+        result = train_sft(examples, base_dir, out_dir, train_config, on_log=log_step)
         mlflow_module.log_metrics(result.metrics())
         if config.dpo:
             pairs = read_parquet(read_release_file(lakefs, settings.datasets_repo, commit,
@@ -173,12 +180,12 @@ def register_model(mlflow_module, client, model_dir, tags: dict[str, str]):
 
     info = mlflow_module.pyfunc.log_model(
         name="model", python_model=AgentModel(), artifacts={"model_dir": str(model_dir)},
-        registered_model_name=MODEL_NAME,
         # Explicit: inferring requirements would import and probe the model.
         pip_requirements=["torch==2.13.0", "transformers==5.23.0"],
     )
-    version = client.get_model_version(MODEL_NAME, info.registered_model_version)
-    for key, value in tags.items():
-        client.set_model_version_tag(MODEL_NAME, version.version, key, value)
+    # The version is created with its tags in one request, so a run that dies right after
+    # still leaves a version that a re-run finds by its training_key.
+    version = mlflow_module.register_model(info.model_uri, MODEL_NAME, tags=tags)
+    failpoint("training.registered")
     client.set_registered_model_alias(MODEL_NAME, "challenger", version.version)
     return version

@@ -66,6 +66,28 @@ class LakeFSResource(dg.ConfigurableResource):
         )
 
 
+def _fail_fast_mlflow_requests() -> None:
+    """MLflow retries each request 7 times with exponential backoff (minutes against a dead
+    server); the step's own RetryPolicy already covers longer outages, so each request
+    gives up after a few seconds unless the user chose otherwise."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+
+def _is_unreachable(error: BaseException | None) -> bool:
+    """Whether a connection failure is behind `error` (MLflow wraps it, sometimes implicitly)."""
+    import requests
+    import urllib3
+
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+                              urllib3.exceptions.MaxRetryError, ConnectionError)):
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
 class MlflowResource(dg.ConfigurableResource):
     """MLflow tracking (dagster-mlflow is an old-style resource, hence our own).
 
@@ -80,13 +102,35 @@ class MlflowResource(dg.ConfigurableResource):
     def configure(self) -> Any:
         import mlflow
 
+        _fail_fast_mlflow_requests()
         mlflow.set_tracking_uri(self.tracking_uri)
         return mlflow
 
     def client(self) -> Any:
         from mlflow import MlflowClient
 
+        _fail_fast_mlflow_requests()
         return MlflowClient(tracking_uri=self.tracking_uri)
+
+    @contextmanager
+    def unreachable_is_failure(self) -> Iterator[None]:
+        """Turn "the tracking server went away" into one clear, retryable step failure."""
+        try:
+            yield
+        except Exception as error:
+            if not _is_unreachable(error):
+                raise
+            detail = (str(error).strip().splitlines() or [""])[0][:300]
+            # `from None`: this message, not the connection error under it, is the root
+            # cause that Dagster's UI and the failure summary show.
+            raise dg.Failure(
+                description=(
+                    f"MLflow tracking server {self.tracking_uri} is unreachable. Start it "
+                    "(`flywheel up`) and re-run: a model already registered for the same "
+                    "release, config and code is reused, never registered twice. "
+                    f"({type(error).__name__}: {detail})"
+                ),
+            ) from None
 
     def experiment_id(self) -> str:
         mlflow = self.configure()
