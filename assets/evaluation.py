@@ -67,6 +67,12 @@ def evaluation_report(
     lakefs: LakeFSResource,
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
+    with mlflow.unreachable_is_failure():
+        return _evaluate(context, config, lakefs, mlflow)
+
+
+def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
+              mlflow: MlflowResource) -> dg.MaterializeResult:
     from pipeline.evaluation.cases import load_case, task_specs
     from pipeline.evaluation.policy import ModelPolicy, training_generate_fn
     from pipeline.evaluation.promotion import decide_promotion, incumbent_for
@@ -96,8 +102,11 @@ def evaluation_report(
     for name, model_dir in model_dirs.items():
         context.log.info(f"evaluating {name} on {len(cases)} cases and {len(tasks)} sandbox tasks")
         policy = ModelPolicy(training_generate_fn(str(model_dir), config.max_new_tokens))
-        results[name] = _redacted(evaluate_model(name, policy, cases, k=config.k, tasks=tasks,
-                                                 max_turns=config.max_turns))
+        results[name] = _redacted(evaluate_model(
+            name, policy, cases, k=config.k, tasks=tasks, max_turns=config.max_turns,
+            progress=lambda phase, done, total, name=name: context.log.info(
+                f"evaluating {name}: {phase} {done}/{total}"),
+        ))
 
     incumbent, incumbent_name = incumbent_for(results.get("champion"), results["base"])
     decision = decide_promotion(results["challenger"], incumbent, incumbent_name, config.primary_metric,

@@ -56,14 +56,46 @@ def run_main_job(partitions: list[str], echo: Callable[[str], None] = print) -> 
     missing = [f"{key} ({what})" for key, what in LIFECYCLE if key not in built]
     if missing:
         echo("not built yet in this version: " + "; ".join(missing))
-    reports = sorted((settings.state_dir / "reports").glob("*/report.html"), key=lambda p: p.stat().st_mtime)
+    echo_where_to_look(settings, instance, echo)
+
+
+def echo_where_to_look(settings, instance, echo: Callable[[str], None]) -> None:
+    """The UIs, the newest evaluation report and promotion decision, and the audit trail."""
+    import dagster as dg
+
     echo("where to look:")
     echo(f"  Dagster UI       http://127.0.0.1:{settings.dagster_port}")
     echo(f"  MLflow UI        http://127.0.0.1:{settings.mlflow_port}")
-    if reports:
-        echo(f"  evaluation       {reports[-1]}")
-    echo("  audit trail      .state/venv/bin/flywheel trace flywheel-agent@champion "
-         "(or @challenger if it was not promoted)")
+    evaluation = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report"))
+    if evaluation is None:
+        return
+    metadata = {k: v.value for k, v in evaluation.asset_materialization.metadata.items()}
+    echo(f"  evaluation       {metadata['report']}")
+    echo(f"  promotion        challenger v{metadata['challenger_version']} {metadata['promotion']} "
+         f"(compared with {metadata['compared_with']}):")
+    for reason in str(metadata["promotion_reasons"]).splitlines():
+        echo(f"                   {reason}")
+    echo("")
+    _echo_trace(settings, echo)
+
+
+def _echo_trace(settings, echo: Callable[[str], None]) -> None:
+    """The audit trail of the model now serving (the champion, else the newest challenger)."""
+    from mlflow import MlflowClient
+
+    from pipeline.audit import MODEL_NAME, format_trace, trace_model
+    from pipeline.resources import LakeFSResource
+
+    aliases = MlflowClient(settings.mlflow_tracking_uri).get_registered_model(MODEL_NAME).aliases
+    model = f"{MODEL_NAME}@{'champion' if 'champion' in aliases else 'challenger'}"
+    echo(f"$ flywheel trace {model}")
+    try:
+        echo(format_trace(trace_model(
+            model, tracking_uri=settings.mlflow_tracking_uri,
+            lakefs_client=LakeFSResource(endpoint=settings.lakefs_endpoint).client(),
+            datasets_repo=settings.datasets_repo, raw_repo=settings.raw_repo)))
+    except Exception as error:  # noqa: BLE001 - the run succeeded; say why the trace did not
+        echo(f"cannot trace {model}: {type(error).__name__}: {error}")
 
 
 def _root_cause(error) -> str:

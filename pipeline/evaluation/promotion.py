@@ -1,8 +1,8 @@
 """The promotion rule: does the challenger replace the incumbent (the champion, or the base
 model when there is no champion yet)?
 
-Promote only if the challenger beats the incumbent on `primary_metric` (overall) by at
-least `margin`, AND on no task type does `segment_metric` regress by more than
+Promote only if the challenger beats the incumbent on `primary_metric` (overall), strictly
+and by at least `margin` (a tie never replaces the incumbent, even with margin 0), AND on no task type does `segment_metric` regress by more than
 `tolerance`. Inputs are model results as built by `report.model_result` (any dict with
 "overall": {metric: value} and "by_task_type": {task_type: {metric: value}}). Deltas are
 challenger minus incumbent; for metrics where lower is better (`LOWER_IS_BETTER`, e.g.
@@ -71,11 +71,11 @@ def decide_promotion(
         delta = c_value - i_value
         deltas["primary"] = {"metric": primary_metric, "challenger": c_value, "incumbent": i_value, "delta": delta}
         gain = _improvement(primary_metric, delta)
-        primary_ok = gain >= margin - 1e-12
+        primary_ok = gain > 1e-12 and gain >= margin - 1e-12
         direction = "lower is better" if primary_metric in LOWER_IS_BETTER else "higher is better"
         reasons.append(
             f"{primary_metric} ({direction}): challenger {c_value:.3f} vs {incumbent_name} {i_value:.3f} "
-            f"({delta:+.3f}); the required improvement is {margin:.3f}: "
+            f"({delta:+.3f}); required: better, by at least {margin:.3f}: "
             + ("met" if primary_ok else "not met")
         )
 

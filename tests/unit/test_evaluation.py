@@ -345,6 +345,12 @@ def test_refuses_a_gain_below_the_margin():
     assert not d.promote and "does not beat the champion on action_accuracy" in d.reasons[0]
 
 
+def test_a_tie_never_replaces_the_incumbent_even_with_no_margin():
+    d = decide_promotion(result(0.0, refund=0.0), result(0.0, refund=0.0), "base", "action_accuracy",
+                         margin=0.0, tolerance=0.05, segment_metric="action_accuracy")
+    assert not d.promote and "does not beat the base on action_accuracy" in d.reasons[0]
+
+
 def test_without_a_champion_the_base_model_is_the_incumbent():
     base, challenger = result(0.5, refund=0.5), result(0.7, refund=0.7)
     incumbent, name = incumbent_for(None, base)
