@@ -1,9 +1,13 @@
 """The graph from landing files to a dataset release, through Dagster, on a real lakeFS
 server: a clean run publishes exactly the marts; planted violations publish nothing."""
 
+import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from datetime import date, timedelta
 
@@ -92,9 +96,15 @@ def _metadata(result, key):
 
 
 def _failure_message(result) -> str:
-    return " ".join(
-        e.event_specific_data.error.message for e in result.all_events if e.is_step_failure
-    )
+    """Every step failure's message with its causes (a step that exhausted its retries
+    reports that, with the last attempt's error as the cause)."""
+    messages = []
+    for event in result.all_events:
+        error = event.event_specific_data.error if event.is_step_failure else None
+        while error is not None:
+            messages.append(error.message)
+            error = error.cause
+    return " ".join(messages)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +138,88 @@ def test_a_clean_run_publishes_exactly_the_marts(pipeline_env, published):
     assert commit.metadata["raw_log_commits"].count(",") == len(DAYS) - 1
     for uri in published["uris"].values():
         assert uri.startswith(f"lakefs://datasets-release-test/{published['lakefs_merge_commit']}/")
+
+
+def test_curation_rerun_on_the_same_raw_commits_reproduces_every_mart_digest(pipeline_env, published, tmp_path):
+    """A warehouse holding only the ingested tables (same raw commits), curated again from
+    scratch by the same code, gives byte-identical marts: the digests the data card records."""
+    from pipeline.warehouse import GOVERNANCE_SCHEMA, RAW_SCHEMA, REDACTED_SCHEMA
+
+    db = tmp_path / "rebuilt.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute(f"ATTACH '{pipeline_env['db']}' AS reference (READ_ONLY)")
+        for schema in (RAW_SCHEMA, REDACTED_SCHEMA, GOVERNANCE_SCHEMA):
+            con.execute(f"CREATE SCHEMA {schema}")
+            tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = "
+                                 "'reference' AND schema_name = ?", [schema]).fetchall()
+            for (table,) in tables:
+                con.execute(f"CREATE TABLE {schema}.{table} AS SELECT * FROM reference.{schema}.{table}")
+        assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = "
+                               "current_database() AND schema_name = 'marts'").fetchone()[0]
+    os.environ["FLYWHEEL_DUCKDB_PATH"] = str(db)  # the dbt profile follows it
+    try:
+        result = dg.materialize(
+            [curation_dbt_models, dataset_release],
+            resources={"lakefs": pipeline_env["lakefs"], "dbt": pipeline_env["dbt"],
+                       "duckdb": DuckDBResource(database=str(db))},
+            raise_on_error=False,
+        )
+    finally:
+        os.environ["FLYWHEEL_DUCKDB_PATH"] = str(pipeline_env["db"])
+    assert result.success, _failure_message(result)
+
+    card = json.loads(_repo(pipeline_env).ref(published["tag"]).object("datasets/data_card.json").reader().read())
+    with duckdb.connect(str(db), read_only=True) as con:
+        rebuilt = {f"{name}.parquet": hashlib.sha256(parquet_bytes(load_mart(con, name))).hexdigest()
+                   for name in MART_KEYS}
+    assert rebuilt == card["content_digests"]
+    released = _metadata(result, dataset_release.key)
+    assert released["reused_existing_release"] is True
+    assert (released["tag"], released["content_digest"]) == (published["tag"], published["content_digest"])
+
+
+INGEST_ONE_DAY = """
+import sys
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+from assets.ingestion import raw_agent_logs
+from assets.redaction import redacted_trajectories
+from pipeline.resources import LakeFSResource
+dg.materialize([raw_agent_logs, redacted_trajectories], partition_key=sys.argv[1],
+               resources={"lakefs": LakeFSResource(endpoint=sys.argv[2]),
+                          "duckdb": DuckDBResource(database=sys.argv[3])})
+"""
+
+
+@pytest.mark.parametrize("failpoint", ["ingest.raw_committed", "warehouse.partly_replaced"])
+def test_ingestion_killed_midway_then_rerun_gives_the_same_tables(pipeline_env, tmp_path, failpoint):
+    """The run process is SIGKILLed after the raw commit, or inside the warehouse write with
+    part of the partition inserted; the re-run's tables equal an uninterrupted run's."""
+    from pipeline.settings import PROJECT_ROOT
+    from pipeline.warehouse import RAW_SCHEMA, RAW_TABLES, REDACTED_SCHEMA, partition_digests
+
+    day, db = DAYS[0], tmp_path / "warehouse.duckdb"
+    killed = subprocess.run(
+        [sys.executable, "-c", INGEST_ONE_DAY, day, pipeline_env["server"].endpoint, str(db)],
+        env={**os.environ, "FLYWHEEL_FAILPOINT": failpoint}, cwd=PROJECT_ROOT, capture_output=True,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    if db.exists():  # nothing of the killed attempt is visible: the transaction never committed
+        with duckdb.connect(str(db), read_only=True) as con:
+            for table in RAW_TABLES:
+                assert con.execute(f"SELECT count(*) FROM raw.{table} WHERE partition_date = ?",
+                                   [day]).fetchone()[0] == 0, table
+
+    rerun = dg.materialize(
+        [raw_agent_logs, redacted_trajectories], partition_key=day,
+        resources={"lakefs": pipeline_env["lakefs"], "duckdb": DuckDBResource(database=str(db))},
+    )
+    assert rerun.success
+    with duckdb.connect(str(db), read_only=True) as rerun_con, \
+            duckdb.connect(str(pipeline_env["db"]), read_only=True) as reference:
+        for schema in (RAW_SCHEMA, REDACTED_SCHEMA):
+            assert partition_digests(rerun_con, day, schema) == partition_digests(reference, day, schema)
+        assert rerun_con.execute("SELECT count(*) FROM raw.trajectories").fetchone()[0] > 0
 
 
 def _planted(pipeline_env, tmp_path, sql: str):
@@ -281,3 +373,46 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
                            run_config={"ops": {"fine_tuned_model": run_config["ops"]["fine_tuned_model"]}})
     assert _metadata(again, fine_tuned_model.key)["reused_existing_version"] is True
     assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1
+
+
+@pytest.mark.parametrize("failpoint", ["training.step_logged", "training.registered"])
+def test_mlflow_dying_during_training_fails_clearly_and_the_rerun_registers_once(
+        pipeline_env, published, monkeypatch, failpoint):
+    """A real MLflow server is SIGKILLed mid-training (after a logged step) or right after the
+    version was registered; the run fails with one clear message, and once the server is back
+    a re-run leaves exactly one registered version."""
+    from assets.training import fine_tuned_model
+    from pipeline.audit import MODEL_NAME
+    from pipeline.reliability import throwaway_stack_settings
+    from pipeline.resources import MlflowResource
+    from pipeline.stack import running_pid, services, start_service, stop_service
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    stack = throwaway_stack_settings(get_settings())
+    mlflow_service = next(s for s in services(stack) if s.name == "mlflow")
+    start_service(stack, mlflow_service)
+    resources = {"lakefs": pipeline_env["lakefs"], "mlflow": MlflowResource(tracking_uri=stack.mlflow_tracking_uri)}
+    run_config = {"ops": {"fine_tuned_model": {"config": {
+        "base_model": "tiny-random-llama", "max_steps": 2, "max_examples": 4}}}}
+    try:
+        monkeypatch.setenv("FLYWHEEL_FAILPOINT", failpoint)
+        monkeypatch.setenv("FLYWHEEL_FAILPOINT_KILL_PGID", str(running_pid(stack, "mlflow")))
+        failed = dg.materialize([fine_tuned_model], instance=pipeline_env["instance"],
+                                resources=resources, run_config=run_config, raise_on_error=False)
+        assert not failed.success
+        assert running_pid(stack, "mlflow") is None, "the failpoint killed the server"
+        message = _failure_message(failed)
+        assert f"MLflow tracking server {stack.mlflow_tracking_uri} is unreachable" in message, message
+
+        monkeypatch.delenv("FLYWHEEL_FAILPOINT")
+        start_service(stack, mlflow_service)  # same backend store and artifacts
+        rerun = dg.materialize([fine_tuned_model], instance=pipeline_env["instance"],
+                               resources=resources, run_config=run_config, raise_on_error=False)
+        assert rerun.success, _failure_message(rerun)
+        trained = _metadata(rerun, fine_tuned_model.key)
+        assert trained["reused_existing_version"] is (failpoint == "training.registered")
+        client = resources["mlflow"].client()
+        assert [v.version for v in client.search_model_versions(f"name = '{MODEL_NAME}'")] == ["1"]
+        assert client.get_model_version_by_alias(MODEL_NAME, "challenger").version == "1"
+    finally:
+        stop_service(stack, mlflow_service)
