@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,6 +138,7 @@ def release_fault_scenarios(settings: Settings, log: Callable[[str], None] = pri
             scenarios.append(scenario)
     finally:
         stop_service(stack, lakefs_service)
+        shutil.rmtree(stack.state_dir, ignore_errors=True)
     wrong = [s for s in scenarios if s["main_after_crash"] == "partial" or not s["rerun_ok"]
              or s["new_releases"] != 1 or s["main_after_rerun"] != "new"]
     return {

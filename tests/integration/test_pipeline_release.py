@@ -34,7 +34,7 @@ DAYS = [str(START + timedelta(days=i)) for i in range(2)]
 @pytest.fixture(scope="module")
 def pipeline_env(lakefs_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline")
-    simulate(days=len(DAYS), per_day=90, out_dir=root, seed=5, start_date=START)
+    simulate(days=len(DAYS), per_day=120, out_dir=root, seed=5, start_date=START)
     db_path = root / "warehouse.duckdb"
     env = {
         "FLYWHEEL_LANDING_DIR": str(root / "landing"),
@@ -324,7 +324,7 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
                  "mlflow": MlflowResource(tracking_uri=tracking, artifact_root=str(tmp_path / "artifacts"))}
     run_config = {"ops": {
         "fine_tuned_model": {"config": {"base_model": "tiny-random-llama", "max_steps": 2,
-                                        "max_examples": 4, "max_length": 2048}},
+                                        "max_examples": 4, "max_length": 2048, "dpo": True}},
         "evaluation_report": {"config": {"max_cases": 3, "sandbox_tasks": 1, "k": 1,
                                          "max_new_tokens": 8, "max_turns": 2}},
     }}
@@ -344,6 +344,9 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
     assert json.loads(dataset_input.dataset.source)["uri"] == (
         f"lakefs://datasets-release-test/{published['lakefs_merge_commit']}/datasets/sft_examples.parquet")
     assert len(client.get_metric_history(run.info.run_id, "loss")) >= 1
+    # SFT, then DPO on the release's preference pairs, in the same run.
+    assert published["rows"]["preference_pairs"] > 0
+    assert len(client.get_metric_history(run.info.run_id, "dpo.loss")) >= 1
 
     # The registered version loads and answers with no network.
     mlflow.set_tracking_uri(tracking)
