@@ -297,8 +297,9 @@ def bench_reliability(as_json: bool) -> None:
                 click.echo(f"{key:32} {value}")
         for leak in result["leaks"]:
             click.echo(f"LEAK {leak}")
-    if (result["records_lost"] or result["secrets_leaked"] or result["duplicate_or_missing_releases"]
-            or result["main_partly_updated"]):
+    must_be_zero = ("records_lost", "secrets_leaked", "duplicate_or_missing_releases", "main_partly_updated",
+                    "rows_visible_after_killed_ingestion", "tables_differing_after_reingestion")
+    if any(result[key] for key in must_be_zero):
         sys.exit(1)
 
 

@@ -6,13 +6,14 @@ counts the same ones; here every scenario must hold on its own.
 
 import pytest
 
-from pipeline.reliability import RELEASE_FAULTS, release_fault_scenarios
+from pipeline.reliability import RELEASE_FAULTS, release_fault_scenarios, throwaway_lakefs
 from pipeline.settings import get_settings
 
 
 @pytest.fixture(scope="module")
 def scenarios():
-    return release_fault_scenarios(get_settings(), log=print)["scenarios"]
+    with throwaway_lakefs(get_settings()) as (stack, client):
+        return release_fault_scenarios(stack, client, log=print)["scenarios"]
 
 
 @pytest.mark.parametrize("index", range(len(RELEASE_FAULTS)),

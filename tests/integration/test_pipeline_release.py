@@ -5,9 +5,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from datetime import date, timedelta
 
@@ -107,6 +104,22 @@ def _failure_message(result) -> str:
     return " ".join(messages)
 
 
+def _curate_and_release(pipeline_env, db: Path):
+    """dbt build + release on another warehouse file (the dbt profile follows the env var)."""
+    os.environ["FLYWHEEL_DUCKDB_PATH"] = str(db)
+    try:
+        result = dg.materialize(
+            [curation_dbt_models, dataset_release],
+            resources={"lakefs": pipeline_env["lakefs"], "dbt": pipeline_env["dbt"],
+                       "duckdb": DuckDBResource(database=str(db))},
+            raise_on_error=False,
+        )
+    finally:
+        os.environ["FLYWHEEL_DUCKDB_PATH"] = str(pipeline_env["db"])
+    assert result.success, _failure_message(result)
+    return result
+
+
 @pytest.fixture(scope="module")
 def published(pipeline_env):
     """One clean curate + validate + release run."""
@@ -156,17 +169,7 @@ def test_curation_rerun_on_the_same_raw_commits_reproduces_every_mart_digest(pip
                 con.execute(f"CREATE TABLE {schema}.{table} AS SELECT * FROM reference.{schema}.{table}")
         assert not con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = "
                                "current_database() AND schema_name = 'marts'").fetchone()[0]
-    os.environ["FLYWHEEL_DUCKDB_PATH"] = str(db)  # the dbt profile follows it
-    try:
-        result = dg.materialize(
-            [curation_dbt_models, dataset_release],
-            resources={"lakefs": pipeline_env["lakefs"], "dbt": pipeline_env["dbt"],
-                       "duckdb": DuckDBResource(database=str(db))},
-            raise_on_error=False,
-        )
-    finally:
-        os.environ["FLYWHEEL_DUCKDB_PATH"] = str(pipeline_env["db"])
-    assert result.success, _failure_message(result)
+    result = _curate_and_release(pipeline_env, db)
 
     card = json.loads(_repo(pipeline_env).ref(published["tag"]).object("datasets/data_card.json").reader().read())
     with duckdb.connect(str(db), read_only=True) as con:
@@ -178,48 +181,21 @@ def test_curation_rerun_on_the_same_raw_commits_reproduces_every_mart_digest(pip
     assert (released["tag"], released["content_digest"]) == (published["tag"], published["content_digest"])
 
 
-INGEST_ONE_DAY = """
-import sys
-import dagster as dg
-from dagster_duckdb import DuckDBResource
-from assets.ingestion import raw_agent_logs
-from assets.redaction import redacted_trajectories
-from pipeline.resources import LakeFSResource
-dg.materialize([raw_agent_logs, redacted_trajectories], partition_key=sys.argv[1],
-               resources={"lakefs": LakeFSResource(endpoint=sys.argv[2]),
-                          "duckdb": DuckDBResource(database=sys.argv[3])})
-"""
+def test_ingestion_killed_midway_then_rerun_gives_the_same_tables(pipeline_env, tmp_path):
+    """The run process is SIGKILLed after the raw commit, and inside the warehouse write with
+    part of the partition inserted; nothing of it is visible, and the re-run's tables equal
+    an uninterrupted run's. (`flywheel bench reliability` counts the same scenarios.)"""
+    from pipeline.reliability import INGESTION_FAULTS, ingestion_fault_scenarios
 
-
-@pytest.mark.parametrize("failpoint", ["ingest.raw_committed", "warehouse.partly_replaced"])
-def test_ingestion_killed_midway_then_rerun_gives_the_same_tables(pipeline_env, tmp_path, failpoint):
-    """The run process is SIGKILLed after the raw commit, or inside the warehouse write with
-    part of the partition inserted; the re-run's tables equal an uninterrupted run's."""
-    from pipeline.settings import PROJECT_ROOT
-    from pipeline.warehouse import RAW_SCHEMA, RAW_TABLES, REDACTED_SCHEMA, partition_digests
-
-    day, db = DAYS[0], tmp_path / "warehouse.duckdb"
-    killed = subprocess.run(
-        [sys.executable, "-c", INGEST_ONE_DAY, day, pipeline_env["server"].endpoint, str(db)],
-        env={**os.environ, "FLYWHEEL_FAILPOINT": failpoint}, cwd=PROJECT_ROOT, capture_output=True,
-    )
-    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
-    if db.exists():  # nothing of the killed attempt is visible: the transaction never committed
-        with duckdb.connect(str(db), read_only=True) as con:
-            for table in RAW_TABLES:
-                assert con.execute(f"SELECT count(*) FROM raw.{table} WHERE partition_date = ?",
-                                   [day]).fetchone()[0] == 0, table
-
-    rerun = dg.materialize(
-        [raw_agent_logs, redacted_trajectories], partition_key=day,
-        resources={"lakefs": pipeline_env["lakefs"], "duckdb": DuckDBResource(database=str(db))},
-    )
-    assert rerun.success
-    with duckdb.connect(str(db), read_only=True) as rerun_con, \
-            duckdb.connect(str(pipeline_env["db"]), read_only=True) as reference:
-        for schema in (RAW_SCHEMA, REDACTED_SCHEMA):
-            assert partition_digests(rerun_con, day, schema) == partition_digests(reference, day, schema)
-        assert rerun_con.execute("SELECT count(*) FROM raw.trajectories").fetchone()[0] > 0
+    result = ingestion_fault_scenarios(pipeline_env["server"].endpoint, DAYS[0], tmp_path)
+    assert [s["failpoint"] for s in result["scenarios"]] == list(INGESTION_FAULTS)
+    for scenario in result["scenarios"]:
+        assert scenario["fault_injected"], scenario
+        assert scenario["rows_visible_after_kill"] == 0, scenario
+        assert scenario["rerun_ok"], scenario
+        assert scenario["tables_differing"] == [], scenario
+    with duckdb.connect(str(tmp_path / "reference.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw.trajectories").fetchone()[0] > 0
 
 
 def _planted(pipeline_env, tmp_path, sql: str):
@@ -288,17 +264,7 @@ def test_forgetting_a_user_excludes_them_from_the_next_release(pipeline_env, pub
             "GROUP BY user_id ORDER BY count(*) DESC, user_id LIMIT 1"
         ).fetchall()
         record_consent_revocation(con, user_id, "test")
-    os.environ["FLYWHEEL_DUCKDB_PATH"] = str(db)  # the dbt profile follows it
-    try:
-        result = dg.materialize(
-            [curation_dbt_models, dataset_release],
-            resources={"lakefs": pipeline_env["lakefs"], "dbt": pipeline_env["dbt"],
-                       "duckdb": DuckDBResource(database=str(db))},
-            raise_on_error=False,
-        )
-    finally:
-        os.environ["FLYWHEEL_DUCKDB_PATH"] = str(pipeline_env["db"])
-    assert result.success, _failure_message(result)
+    result = _curate_and_release(pipeline_env, db)
     new_tag = _metadata(result, dataset_release.key)["tag"]
     assert new_tag != published["tag"]
 
