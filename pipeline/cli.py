@@ -294,7 +294,7 @@ def bench_reliability(as_json: bool) -> None:
     else:
         for key, value in result.items():
             if key != "leaks":
-                click.echo(f"{key:32} {value}")
+                click.echo(f"{key:36} {value}")
         for leak in result["leaks"]:
             click.echo(f"LEAK {leak}")
     must_be_zero = ("records_lost", "secrets_leaked", "duplicate_or_missing_releases", "main_partly_updated",

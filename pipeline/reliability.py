@@ -255,7 +255,9 @@ def scan_secrets(settings: Settings, log: Callable[[str], None]) -> dict[str, An
     try:
         import dagster as dg
 
-        os.environ.setdefault("DAGSTER_HOME", str(settings.dagster_home))
+        from pipeline.stack import prepare_dagster_home
+
+        os.environ.setdefault("DAGSTER_HOME", str(prepare_dagster_home(settings)))
         sources["dagster"] = texts_from_dagster(dg.DagsterInstance.get())
     except Exception as error:  # noqa: BLE001 - report what could not be scanned
         log(f"dagster event log not scanned: {error}")

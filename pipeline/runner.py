@@ -11,6 +11,7 @@ import time
 from typing import Callable
 
 from pipeline.settings import get_settings
+from pipeline.stack import prepare_dagster_home
 
 # Lifecycle stages in order, with the asset that implements each; the runner says plainly
 # which ones this build does not have yet.
@@ -30,8 +31,7 @@ class JobFailed(RuntimeError):
 
 def run_main_job(partitions: list[str], echo: Callable[[str], None] = print) -> None:
     settings = get_settings()
-    os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(settings))
     import dagster as dg
 
     from pipeline.definitions import defs

@@ -247,7 +247,7 @@ def services(settings: Settings) -> list[Service]:
         ], dict(os.environ)
 
     def dagster_cmd() -> tuple[list[str], dict[str, str]]:
-        settings.dagster_home.mkdir(parents=True, exist_ok=True)
+        prepare_dagster_home(settings)
         dagster = Path(sys.executable).with_name("dagster")
         return [
             str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),
@@ -268,6 +268,23 @@ def services(settings: Settings) -> list[Service]:
         Service("dagster", settings.dagster_port, f"{base}:{settings.dagster_port}/server_info",
                 f"{base}:{settings.dagster_port}", 180, dagster_cmd),
     ]
+
+
+DAGSTER_INSTANCE_YAML = """\
+# Written by flywheel: the local Dagster instance `flywheel up`, `flywheel run` and the
+# benches share (sqlite run, event and schedule storage in this folder, the default).
+telemetry:
+  enabled: false  # nothing beyond the package indexes is reachable from these machines
+"""
+
+
+def prepare_dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME with an explicit dagster.yaml (without one Dagster warns on every load)."""
+    settings.dagster_home.mkdir(parents=True, exist_ok=True)
+    config = settings.dagster_home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_INSTANCE_YAML)
+    return settings.dagster_home
 
 
 def _pid_file(settings: Settings, name: str) -> Path:

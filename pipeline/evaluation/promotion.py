@@ -75,7 +75,7 @@ def decide_promotion(
         direction = "lower is better" if primary_metric in LOWER_IS_BETTER else "higher is better"
         reasons.append(
             f"{primary_metric} ({direction}): challenger {c_value:.3f} vs {incumbent_name} {i_value:.3f} "
-            f"({delta:+.3f}); required: better, by at least {margin:.3f}: "
+            f"({delta:+.3f}); required: better" + (f", by at least {margin:.3f}" if margin > 0 else "") + ": "
             + ("met" if primary_ok else "not met")
         )
 
@@ -105,12 +105,14 @@ def decide_promotion(
 
     promote = primary_ok and not regressions
     if promote:
-        reasons.insert(0, f"promote: the challenger beats the {incumbent_name} on {primary_metric} by at least "
-                          f"{margin:.3f} without regressing on any task type")
+        reasons.insert(0, f"promote: the challenger beats the {incumbent_name} on {primary_metric}"
+                          + (f" by at least {margin:.3f}" if margin > 0 else "")
+                          + " without regressing on any task type")
     else:
         why = []
         if not primary_ok:
-            why.append(f"it does not beat the {incumbent_name} on {primary_metric} by {margin:.3f}")
+            why.append(f"it does not beat the {incumbent_name} on {primary_metric}"
+                       + (f" by at least {margin:.3f}" if margin > 0 else ""))
         if regressions:
             why.append(f"it regresses on {', '.join(regressions)}")
         reasons.insert(0, f"keep the {incumbent_name}: " + " and ".join(why))

@@ -342,13 +342,14 @@ def test_refuses_a_task_type_regression_beyond_tolerance():
 def test_refuses_a_gain_below_the_margin():
     d = decide_promotion(result(0.81, refund=0.8), result(0.80, refund=0.8), "champion", "action_accuracy",
                          margin=0.02, tolerance=0.05, segment_metric="action_accuracy")
-    assert not d.promote and "does not beat the champion on action_accuracy" in d.reasons[0]
+    assert not d.promote and "does not beat the champion on action_accuracy by at least 0.020" in d.reasons[0]
 
 
 def test_a_tie_never_replaces_the_incumbent_even_with_no_margin():
     d = decide_promotion(result(0.0, refund=0.0), result(0.0, refund=0.0), "base", "action_accuracy",
                          margin=0.0, tolerance=0.05, segment_metric="action_accuracy")
-    assert not d.promote and "does not beat the base on action_accuracy" in d.reasons[0]
+    assert not d.promote and d.reasons[0] == "keep the base: it does not beat the base on action_accuracy"
+    assert "required: better: not met" in d.reasons[1]
 
 
 def test_without_a_champion_the_base_model_is_the_incumbent():

@@ -31,3 +31,23 @@ def test_environment_overrides_defaults(monkeypatch, tmp_path):
         assert settings.duckdb_path == tmp_path.resolve() / "warehouse.duckdb"
     finally:
         get_settings.cache_clear()
+
+
+def test_dagster_home_gets_an_instance_config_that_loads_and_is_never_overwritten(tmp_path):
+    from dataclasses import replace
+
+    import dagster as dg
+
+    from pipeline.stack import prepare_dagster_home
+
+    settings = replace(get_settings(), state_dir=tmp_path)
+    home = prepare_dagster_home(settings)
+    assert home == tmp_path / "dagster_home"
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert instance.get_settings("telemetry") == {"enabled": False}
+    instance.dispose()
+
+    edited = "telemetry:\n  enabled: true\n"  # a user's own instance config stays theirs
+    (home / "dagster.yaml").write_text(edited)
+    prepare_dagster_home(settings)
+    assert (home / "dagster.yaml").read_text() == edited
