@@ -38,7 +38,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -748,7 +748,7 @@ def _plans(rng: Random) -> list[_FilePlan]:
                   [_valid_piece("openai_wrapped", rng, "w-bom"),
                    _valid_piece("openai_wrapped", rng, "w-second"), *inj("openai_wrapped")],
                   [], 8, crlf=True, bom=True,
-                  notes="UTF-8 BOM + CRLF; the BOM makes line 1 invalid JSON (quarantined)"),
+                  notes="UTF-8 BOM + CRLF; the BOM marks the file's encoding, line 1 is still ingested"),
         _FilePlan("otel-traces-000.json", "otel_genai",
                   [_valid_piece("otel_genai", rng, "t-first"), *fixed("otel_genai", _otel_cases(), "t"),
                    *inj("otel_genai"), _ok(otel_huge, "huge_field_ok")], _otel_cases(), 12),
@@ -843,9 +843,9 @@ def _write(out_dir: Path, plan: _FilePlan, pieces: list[_Piece]) -> HostileFile:
     data = b"".join(chunks)
     if plan.bom:
         data = b"\xef\xbb\xbf" + data
-        # json.loads refuses a leading BOM: the JSONL formats quarantine the first line
-        if records and records[0].line == 1 and plan.fmt != "react_text":
-            records[0] = ExpectedRecord(1, QUARANTINED, "bom_first_line", ("invalid_json",))
+        # the BOM belongs to the file, not to record 1 (which json.loads alone would refuse)
+        if records and records[0].line == 1:
+            records[0] = replace(records[0], case="bom_first_line")
     if not plan.final_newline:
         data = data.rstrip(b"\n")
     (out_dir / plan.name).write_bytes(data)

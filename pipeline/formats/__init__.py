@@ -121,7 +121,7 @@ def detect_format(filename: str, head: bytes) -> str | None:
     """
     name = filename.lower()
     lines = [
-        s for s in (line.strip() for line in head.decode("utf-8", errors="replace").splitlines()) if s
+        s for s in (line.strip() for line in head.decode("utf-8-sig", errors="replace").splitlines()) if s
     ]
     if not name.endswith(_TEXT_SUFFIXES):
         json_lines = [s for s in lines if s.startswith("{")]

@@ -15,6 +15,7 @@ Conventions used by every adapter:
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -138,8 +139,10 @@ def _parsed(build: Callable[..., Trajectory], *args: Any) -> Parsed:
 
 
 def iter_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line without its \\n or \\r\\n), one line in memory at a time."""
-    start, number = 0, 0
+    """(1-based line number, line without its \\n or \\r\\n), one line in memory at a time.
+    A leading UTF-8 byte order mark (Windows tools write one) marks the file's encoding; it is
+    not part of line 1."""
+    start, number = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0, 0
     while start < len(data):
         end = data.find(b"\n", start)
         end = len(data) if end == -1 else end

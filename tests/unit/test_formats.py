@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import json
 import random
@@ -341,6 +342,22 @@ def test_canonical_keeps_unknown_fields_in_extra() -> None:
         "region": "eu",
         "steps[0].mood": "calm",
     }
+
+
+
+@pytest.mark.parametrize(("fmt", "mapping"), [(fmt, mapping) for fmt, mapping, _ in ROUND_TRIPS])
+def test_a_utf8_byte_order_mark_belongs_to_the_file_not_to_record_one(
+    fmt: str, mapping: OpenAIMapping | None
+) -> None:
+    """Windows tools start files with a BOM; line 1 must still parse, and lines keep their numbers."""
+    data = export(fmt, [full_trajectory("t-1"), minimal_trajectory("t-2")], mapping)
+    with_bom = codecs.BOM_UTF8 + data.replace(b"\n", b"\r\n")
+    assert detect_format("no_suffix", with_bom[:4096]) == fmt
+    records = list(parse(with_bom, fmt, mapping=mapping))
+    assert quarantined(records) == []
+    assert [t.provenance.line for t in parsed(records)] == [t.provenance.line for t in parsed(parse(data, fmt, mapping=mapping))]
+    assert [without_provenance(t) for t in parsed(records)] == [
+        without_provenance(t) for t in parsed(parse(data, fmt, mapping=mapping))]
 
 
 # --- detection ------------------------------------------------------------------------------------
