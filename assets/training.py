@@ -108,6 +108,8 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
         "dagster.run_id": context.run.run_id,
     }
     client = mlflow.client()
+    for orphan in end_orphaned_runs(context, client, mlflow.experiment_id(), training_key):
+        context.log.warning(f"MLflow run {orphan} of an earlier, dead attempt was left RUNNING; ended it as KILLED")
     existing = client.search_model_versions(f"name = '{MODEL_NAME}' and tags.training_key = '{training_key}'")
     if existing:
         version = existing[0]
@@ -173,6 +175,26 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
         "examples": result.examples,
         "device": result.device,
     })
+
+
+def end_orphaned_runs(context, client, experiment_id: str, training_key: str) -> list[str]:
+    """End as KILLED the MLflow runs of this training that an attempt left RUNNING when it
+    died (the process, or the tracking server under it), so that the MLflow UI does not show
+    them training forever. A run is an orphan when its Dagster run is this one (an earlier
+    attempt: retries run one at a time) or a finished one; a run of a Dagster run still in
+    progress, or of one this instance does not know, is left alone."""
+    orphans = []
+    for run in client.search_runs([experiment_id], f"tags.training_key = '{training_key}' "
+                                                   "and attributes.status = 'RUNNING'"):
+        owner = run.data.tags.get("dagster.run_id")
+        owner_run = context.instance.get_run_by_id(owner) if owner else None
+        if owner != context.run.run_id and (owner_run is None or not owner_run.is_finished):
+            continue
+        client.set_tag(run.info.run_id, "flywheel.ended_by",
+                       f"dagster run {context.run.run_id}: its attempt died without ending it")
+        client.set_terminated(run.info.run_id, status="KILLED")
+        orphans.append(run.info.run_id)
+    return orphans
 
 
 def register_model(mlflow_module, client, model_dir, tags: dict[str, str]):

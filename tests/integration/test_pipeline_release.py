@@ -383,5 +383,12 @@ def test_mlflow_dying_during_training_fails_clearly_and_the_rerun_registers_once
         client = resources["mlflow"].client()
         assert [v.version for v in client.search_model_versions(f"name = '{MODEL_NAME}'")] == ["1"]
         assert client.get_model_version_by_alias(MODEL_NAME, "challenger").version == "1"
+        # The killed attempt's MLflow run does not stay RUNNING forever: the re-run ended it.
+        runs = client.search_runs([resources["mlflow"].experiment_id()])
+        statuses = sorted(r.info.status for r in runs)
+        assert statuses == (["FINISHED", "KILLED"] if failpoint == "training.step_logged" else ["KILLED"]), statuses
+        [killed] = [r for r in runs if r.info.status == "KILLED"]
+        assert killed.data.tags["dagster.run_id"] == failed.run_id
+        assert killed.data.tags["flywheel.ended_by"].startswith(f"dagster run {rerun.run_id}")
     finally:
         stop_service(stack, mlflow_service)
