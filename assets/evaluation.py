@@ -8,10 +8,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from assets.training import fine_tuned_model, read_release_file
+from assets.training import fine_tuned_model
 from pipeline.audit import MODEL_NAME
 from pipeline.operations import TRANSIENT_RETRY
 from pipeline.quality import read_parquet
+from pipeline.release import read_release_file
 from pipeline.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
 
@@ -84,7 +85,7 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
     client = mlflow.client()
     challenger = client.get_model_version_by_alias(MODEL_NAME, "challenger")
     commit = challenger.tags["lakefs.commit"]
-    frame = read_parquet(read_release_file(lakefs, settings.datasets_repo, commit, "eval_cases.parquet"))
+    frame = read_parquet(read_release_file(lakefs.repository(settings.datasets_repo), commit, "eval_cases.parquet"))
     cases = _subset([load_case(row) for row in frame.to_dict("records")], config.max_cases)
     tasks = dict(list(task_specs(cases).items())[: config.sandbox_tasks])
 

@@ -11,6 +11,7 @@ from pipeline.audit import MODEL_NAME, TAG_RELEASE
 from pipeline.faults import failpoint
 from pipeline.operations import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
 from pipeline.quality import read_parquet
+from pipeline.release import read_release_file
 from pipeline.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
 from pipeline.version import code_version
@@ -40,12 +41,6 @@ def latest_release(context) -> dict:
         raise dg.Failure("no dataset release yet: materialize dataset_release first")
     metadata = event.asset_materialization.metadata
     return {key: metadata[key].value for key in ("lakefs_merge_commit", "tag", "uris")}
-
-
-def read_release_file(lakefs: LakeFSResource, repo: str, commit: str, name: str) -> bytes:
-    ref = lakefs.repository(repo).ref(commit)
-    with ref.object(f"datasets/{name}").reader(mode="rb") as handle:
-        return handle.read()
 
 
 def select_examples(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
@@ -91,9 +86,10 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
     settings = get_settings()
     release = latest_release(context)
     commit = release["lakefs_merge_commit"]
+    datasets = lakefs.repository(settings.datasets_repo)
     sft_uri = f"lakefs://{settings.datasets_repo}/{commit}/datasets/sft_examples.parquet"
     frame = select_examples(
-        read_parquet(read_release_file(lakefs, settings.datasets_repo, commit, "sft_examples.parquet")),
+        read_parquet(read_release_file(datasets, commit, "sft_examples.parquet")),
         config.max_examples,
     )
     params = config.model_dump()
@@ -148,8 +144,7 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
         result = train_sft(examples, base_dir, out_dir, train_config, on_log=log_step)
         mlflow_module.log_metrics(result.metrics())
         if config.dpo:
-            pairs = read_parquet(read_release_file(lakefs, settings.datasets_repo, commit,
-                                                   "preference_pairs.parquet"))
+            pairs = read_parquet(read_release_file(datasets, commit, "preference_pairs.parquet"))
             if len(pairs):
                 dpo_dir = out_dir.with_name(out_dir.name + "-dpo")
                 dpo = train_dpo(pairs.to_dict("records"), out_dir, dpo_dir, train_config,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from pipeline.faults import failpoint
-from pipeline.lakefs_store import MAIN, branch_name
+from pipeline.lakefs_store import MAIN, branch_name, read_objects
 
 DATA_PREFIX = "datasets/"
 VERDICT_PATH = "_validation/verdict.json"
@@ -61,6 +61,12 @@ class Release:
     def uri(self, name: str) -> str:
         """Immutable address of one released file: by commit id, never a branch."""
         return f"lakefs://{self.repo}/{self.merge_commit_id}/{self.paths[name]}"
+
+
+def read_release_file(repo: Any, commit_id: str, name: str) -> bytes:
+    """One released file (`sft_examples.parquet`, ...) at the release's exact commit id."""
+    [(_, data)] = read_objects(repo, commit_id, [DATA_PREFIX + name])
+    return data
 
 
 def content_digest(files: Mapping[str, bytes]) -> str:

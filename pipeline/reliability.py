@@ -88,16 +88,14 @@ def _main_state(repo: Any) -> str:
 def throwaway_lakefs(settings: Settings) -> Iterator[tuple[Settings, Any]]:
     """A lakeFS server of our own on a persistent local KV, as `flywheel up` runs it:
     (its settings, an SDK client). Removed with its data afterwards."""
-    import lakefs
-
+    from pipeline.resources import LakeFSResource
     from pipeline.stack import services, start_service, stop_service
 
     stack = throwaway_stack_settings(settings)
     service = next(s for s in services(stack) if s.name == "lakefs")
     start_service(stack, service)
     try:
-        yield stack, lakefs.Client(host=stack.lakefs_endpoint, username=stack.lakefs_access_key_id,
-                                   password=stack.lakefs_secret_access_key.reveal())
+        yield stack, LakeFSResource(endpoint=stack.lakefs_endpoint).client()
     finally:
         stop_service(stack, service)
         shutil.rmtree(stack.state_dir, ignore_errors=True)

@@ -44,14 +44,9 @@ class LakeFSServer:
         return lakefs.Repository(name, client=self.client())
 
     def client(self):
-        import lakefs
+        from pipeline.resources import LakeFSResource
 
-        settings = get_settings()
-        return lakefs.Client(
-            host=self.endpoint,
-            username=settings.lakefs_access_key_id,
-            password=settings.lakefs_secret_access_key.reveal(),
-        )
+        return LakeFSResource(endpoint=self.endpoint).client()
 
 
 @pytest.fixture(scope="session")
