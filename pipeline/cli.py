@@ -260,6 +260,28 @@ def bench_redact(days: int, per_day: int, seed: int, as_json: bool) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else format_benchmark(result))
 
 
+@bench.command("dedup")
+@click.option("--n", "n_docs", type=int, default=1000, show_default=True,
+              help="Conversations at N (the second round has 4N); ~10% get a planted near duplicate.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
+    """Our near-duplicate clustering vs datasketch's MinHashLSH as documented, same planted
+    corpus, at N and 4N: precision, recall, documents/s, growth. Parameters: dbt_project.yml."""
+    import json
+
+    import yaml
+
+    from pipeline.near_duplicates import format_dedup_bench, run_dedup_bench
+    from pipeline.resources import DBT_PROJECT_DIR
+
+    dbt_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
+    result = run_dedup_bench(n_docs, seed, threshold=float(dbt_vars["near_dup_threshold"]),
+                             num_perm=int(dbt_vars["near_dup_num_perm"]),
+                             width=int(dbt_vars["near_dup_shingle_words"]), log=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(result, indent=2) if as_json else format_dedup_bench(result))
+
+
 @bench.command("train")
 @click.option("--examples", "n_examples", type=int, default=12, show_default=True)
 @click.option("--model", default="smollm2", show_default=True,

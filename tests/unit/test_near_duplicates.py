@@ -1,0 +1,69 @@
+"""Near-duplicate clustering (the method int_near_duplicates runs) and its benchmark corpus."""
+
+from pipeline.near_duplicates import (
+    Document, datasketch_as_documented, near_duplicate_clusters, pairs_from_clusters, planted_corpus,
+    run_dedup_bench, shingles, similar_pairs,
+)
+
+PARAMS = {"threshold": 0.85, "num_perm": 128, "width": 3}
+CONVERSATION = " ".join(f"step {i} the customer asks about order o-{i} and the agent looks it up" for i in range(30))
+
+
+def test_shingles_are_word_ngrams_or_the_whole_short_text():
+    assert shingles("a b c d", 3) == {"a b c", "b c d"}
+    assert shingles("a b", 3) == {"a b"}
+    assert shingles("   ", 3) == set()
+
+
+def test_a_reworded_copy_joins_the_preferred_record_and_other_groups_stay_apart():
+    docs = [
+        Document("kept", "refund", CONVERSATION),
+        Document("unrelated", "refund", "hello i want to cancel my subscription please " * 5),
+        Document("copy", "refund", "hello again. " + CONVERSATION + " thanks!"),
+        Document("other-task", "order_status", CONVERSATION),
+    ]
+    rows = {r["record_key"]: r for r in near_duplicate_clusters(docs, **PARAMS)}
+    assert rows["copy"]["near_dup_cluster_key"] == "kept" and not rows["copy"]["is_near_representative"]
+    assert rows["kept"]["is_near_representative"] and rows["kept"]["near_dup_cluster_size"] == 2
+    assert 0.85 <= rows["copy"]["similarity_to_representative"] < 1.0
+    for alone in ("unrelated", "other-task"):
+        assert rows[alone]["near_dup_cluster_key"] == alone and rows[alone]["near_dup_cluster_size"] == 1
+    assert pairs_from_clusters(list(rows.values())) == {frozenset(("kept", "copy"))}
+    # the earliest document represents its cluster, whichever it is
+    swapped = {r["record_key"]: r for r in near_duplicate_clusters([docs[2], docs[0]], **PARAMS)}
+    assert swapped["kept"]["near_dup_cluster_key"] == "copy"
+
+
+def test_clusters_are_deterministic_and_empty_input_gives_no_rows():
+    corpus = planted_corpus(60, seed=3)
+    assert near_duplicate_clusters(corpus.documents, **PARAMS) == near_duplicate_clusters(corpus.documents, **PARAMS)
+    assert near_duplicate_clusters([], **PARAMS) == []
+
+
+def test_planted_corpus_and_exact_truth():
+    corpus = planted_corpus(80, seed=5, rate=0.25)
+    keys = {d.key for d in corpus.documents}
+    assert len(keys) == len(corpus.documents) == 80 + len(corpus.planted) and corpus.planted
+    assert all(pair <= keys for pair in corpus.planted)
+    assert planted_corpus(80, seed=5, rate=0.25) == corpus
+    truth = similar_pairs(corpus.documents, PARAMS["threshold"], PARAMS["width"])
+    assert truth & corpus.planted  # most planted copies are within the threshold ...
+    by_key = {d.key: d for d in corpus.documents}
+    for pair in truth:  # ... and every true pair really is
+        a, b = (shingles(by_key[k].text, 3) for k in pair)
+        assert len(a & b) / len(a | b) >= 0.85
+
+
+def test_both_arms_find_the_planted_pairs_and_the_bench_reports_both():
+    corpus = planted_corpus(60, seed=11, rate=0.3)
+    ours = pairs_from_clusters(near_duplicate_clusters(corpus.documents, **PARAMS))
+    baseline = datasketch_as_documented(corpus.documents, **PARAMS)
+    truth = similar_pairs(corpus.documents, PARAMS["threshold"], PARAMS["width"])
+    for found in (ours, baseline):
+        assert len(found & truth) >= 0.8 * len(truth)
+    result = run_dedup_bench(20, seed=2, repeats=1, log=lambda _: None, **PARAMS)
+    for size in ("n=20", "n=80"):
+        for arm in ("ours", "datasketch"):
+            assert 0 <= result[size][arm]["precision"] <= 1 and 0 <= result[size][arm]["recall"] <= 1
+            assert result[size][arm]["docs_per_second"] > 0
+    assert result["ours_growth_4n_vs_n"] > 0 and result["speedup_at_4n"] > 0
