@@ -260,6 +260,23 @@ def bench_redact(days: int, per_day: int, seed: int, as_json: bool) -> None:
     click.echo(json.dumps(result, indent=2) if as_json else format_benchmark(result))
 
 
+@bench.command("ingest")
+@click.option("--n", "n_trajectories", type=int, default=5000, show_default=True,
+              help="Simulated trajectories (one day's landing files, every format, planted mess).")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_one_line_errors
+def bench_ingest(n_trajectories: int, seed: int, as_json: bool) -> None:
+    """The whole raw_agent_logs step (throwaway lakeFS, temporary DuckDB) next to DuckDB's bare
+    read_json and a plain json.loads loop on the same files: MB/s, trajectories/s, peak memory."""
+    import json
+
+    from pipeline.ingest_bench import format_ingest_bench, run_ingest_bench
+
+    result = run_ingest_bench(get_settings(), n_trajectories, seed, log=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(result, indent=2) if as_json else format_ingest_bench(result))
+
+
 @bench.command("dedup")
 @click.option("--n", "n_docs", type=int, default=1000, show_default=True,
               help="Conversations at N (the second round has 4N); ~10% get a planted near duplicate.")

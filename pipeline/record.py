@@ -11,7 +11,7 @@ ingestion, so nothing downstream has to guess.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
 SCHEMA_VERSION = "1.0"
@@ -102,7 +102,26 @@ class Trajectory:
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, kept, never dropped
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Equal to `dataclasses.asdict(self)`, several times faster: asdict deep-copies every
+        leaf, which dominated ingestion's profile; leaves here are immutable JSON scalars."""
+        return _plain(self)
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if is_dataclass(value):
+        kind = type(value)
+        names = _FIELD_NAMES.get(kind) or _FIELD_NAMES.setdefault(kind, tuple(f.name for f in fields(value)))
+        return {name: _plain(getattr(value, name)) for name in names}
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    return value
 
 
 def trajectory_from_dict(data: dict[str, Any]) -> Trajectory:

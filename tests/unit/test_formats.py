@@ -240,6 +240,15 @@ ROUND_TRIPS: list[tuple[str, OpenAIMapping | None, Callable[[Trajectory], Trajec
 ]
 
 
+def test_to_dict_equals_asdict_and_copies_every_container() -> None:
+    t = full_trajectory()
+    body = t.to_dict()
+    assert body == dataclasses.asdict(t)
+    body["steps"][2]["tool_calls"][0]["arguments"]["include"]["history"].append(3)
+    body["extra"].clear()
+    assert t.to_dict() == dataclasses.asdict(t) != body
+
+
 def test_formats_are_the_record_source_formats() -> None:
     assert FORMATS == SOURCE_FORMATS
 
@@ -1078,3 +1087,17 @@ def test_parse_is_lazy() -> None:
     )
     assert isinstance(next(records), Parsed)
     assert Counter(type(r).__name__ for r in records) == {"Parsed": 2}
+
+
+def test_content_digest_is_the_digest_of_the_record_without_provenance() -> None:
+    """Pinned to its definition, so a faster implementation cannot silently change every digest."""
+    import hashlib
+
+    from pipeline.ingest import content_digest
+
+    t = full_trajectory()
+    body = dataclasses.asdict(t)
+    del body["provenance"]
+    expected = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    assert content_digest(t) == expected
+    assert content_digest(dataclasses.replace(t, provenance=dataclasses.replace(t.provenance, line=99))) == expected

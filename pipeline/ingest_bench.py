@@ -1,0 +1,162 @@
+"""`flywheel bench ingest`: the whole raw_agent_logs step next to DuckDB's bare `read_json`
+(the C++ reader: no lakeFS, no accounting, no quarantine) and a plain `json.loads` loop (the
+naive baseline), on the same simulated landing files, in one run.
+
+Each arm runs in a fresh process (`python -m pipeline.ingest_bench ARM ...`) so that its
+peak memory is its own; its clock starts after imports. The step runs against a throwaway
+lakeFS server (persistent local KV, as `flywheel up` runs it) and a temporary DuckDB file.
+The two baselines read only the JSON files (DuckDB cannot read the ReAct text transcripts);
+MB/s are over the bytes each arm read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from pipeline.settings import PROJECT_ROOT, Settings
+
+JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
+RAW_REPO = "bench-raw"
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss
+    across exec, so a child would report the (larger) parent's peak."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _json_files(landing: Path) -> list[Path]:
+    return sorted(p for p in landing.iterdir() if p.name.endswith(JSON_SUFFIXES))
+
+
+def arm_raw_agent_logs(landing_day: Path, endpoint: str, db: Path) -> dict[str, Any]:
+    """The asset itself: lakeFS commit, parse from the commit, quarantine, DuckDB write."""
+    import dagster as dg
+    from dagster_duckdb import DuckDBResource
+
+    from assets.ingestion import raw_agent_logs
+    from pipeline.resources import LakeFSResource
+
+    started = time.perf_counter()
+    result = dg.materialize([raw_agent_logs], partition_key=landing_day.name,
+                            resources={"lakefs": LakeFSResource(endpoint=endpoint),
+                                       "duckdb": DuckDBResource(database=str(db))})
+    seconds = time.perf_counter() - started
+    [event] = result.asset_materializations_for_node("raw_agent_logs")
+    metadata = {k: v.value for k, v in event.metadata.items()}
+    return {"seconds": seconds, "bytes": sum(p.stat().st_size for p in landing_day.iterdir()),
+            "records": metadata["records_read"], "trajectories": metadata["dagster/row_count"],
+            "quarantined": metadata["records_quarantined"]}
+
+
+def arm_duckdb_read_json(landing_day: Path) -> dict[str, Any]:
+    """DuckDB's reader over the JSON files into a table (schemas unified by name; bad lines
+    skipped, not accounted for)."""
+    import duckdb
+
+    files = [str(p) for p in _json_files(landing_day)]
+    con = duckdb.connect()
+    started = time.perf_counter()
+    con.execute("CREATE TABLE landed AS SELECT * FROM read_json(?, format = 'newline_delimited', "
+                "union_by_name = true, ignore_errors = true, maximum_object_size = 16777216)", [files])
+    rows = con.execute("SELECT count(*) FROM landed").fetchone()[0]
+    return {"seconds": time.perf_counter() - started, "bytes": sum(os.path.getsize(f) for f in files),
+            "records": rows}
+
+
+def arm_json_loads(landing_day: Path) -> dict[str, Any]:
+    """Read each JSON file and `json.loads` every non-blank line; failures only counted."""
+    started = time.perf_counter()
+    size = records = failed = 0
+    for path in _json_files(landing_day):
+        data = path.read_bytes()
+        size += len(data)
+        for line in data.split(b"\n"):
+            if line.strip():
+                try:
+                    json.loads(line)
+                    records += 1
+                except ValueError:
+                    failed += 1
+    return {"seconds": time.perf_counter() - started, "bytes": size, "records": records, "failed": failed}
+
+
+def _run_arm(arm: str, landing_day: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "pipeline.ingest_bench", arm, str(landing_day), *args],
+                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    if done.returncode:
+        raise RuntimeError(f"bench arm {arm} failed: {done.stderr.strip()[-2000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    seconds = result["seconds"]
+    result |= {"mb": round(result["bytes"] / 1e6, 2), "mb_per_second": round(result["bytes"] / 1e6 / seconds, 2),
+               "records_per_second": round(result["records"] / seconds, 1), "seconds": round(seconds, 3)}
+    if "trajectories" in result:
+        result["trajectories_per_second"] = round(result["trajectories"] / seconds, 1)
+    return result
+
+
+def run_ingest_bench(settings: Settings, n: int, seed: int, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from pipeline.reliability import throwaway_lakefs
+    from pipeline.simulator import simulate
+
+    with tempfile.TemporaryDirectory(prefix="flywheel-bench-ingest-") as work, \
+            throwaway_lakefs(settings) as (stack, _client):
+        log(f"simulating {n} trajectories ...")
+        simulate(days=1, per_day=n, out_dir=Path(work), seed=seed)
+        [landing_day] = sorted((Path(work) / "landing").iterdir())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_FAILPOINT")}
+        env |= {"FLYWHEEL_LANDING_DIR": str(landing_day.parent), "FLYWHEEL_RAW_REPO": RAW_REPO}
+        arms = {}
+        for name, args in (("raw_agent_logs", (stack.lakefs_endpoint, str(Path(work) / "bench.duckdb"))),
+                           ("duckdb_read_json", ()), ("json_loads", ())):
+            log(f"running {name} ...")
+            arms[name] = _run_arm(name, landing_day, env, *args)
+            log(f"  {name}: {arms[name]}")
+    ours, ceiling = arms["raw_agent_logs"], arms["duckdb_read_json"]
+    return {"trajectories_simulated": n, **arms,
+            "ours_share_of_duckdb_mb_per_second": round(ours["mb_per_second"] / ceiling["mb_per_second"], 3)}
+
+
+def format_ingest_bench(result: dict[str, Any]) -> str:
+    lines = [f"{'arm':18} {'MB':>7} {'seconds':>8} {'MB/s':>7} {'records/s':>10} {'traj/s':>8} "
+             f"{'peak RSS MB':>11} {'(at start)':>10}"]
+    for arm in ("raw_agent_logs", "duckdb_read_json", "json_loads"):
+        r = result[arm]
+        lines.append(f"{arm:18} {r['mb']:>7} {r['seconds']:>8} {r['mb_per_second']:>7} {r['records_per_second']:>10} "
+                     f"{r.get('trajectories_per_second', '-'):>8} {r['peak_rss_mb']:>11} {r['rss_before_mb']:>10}")
+    lines.append(f"raw_agent_logs reaches {result['ours_share_of_duckdb_mb_per_second']:.0%} of DuckDB read_json's "
+                 f"MB/s (target: 60%); it read {result['raw_agent_logs']['records']} records, quarantined "
+                 f"{result['raw_agent_logs']['quarantined']}, ingested {result['raw_agent_logs']['trajectories']} "
+                 f"trajectories")
+    return "\n".join(lines)
+
+
+def _main(argv: list[str]) -> None:
+    import dagster  # noqa: F401 - every arm pays the same imports before rss_before is taken
+    import duckdb  # noqa: F401
+
+    arm, landing_day, *rest = argv
+    rss_before = _peak_rss_mb()  # the interpreter and its imports, before the arm reads anything
+    functions = {"raw_agent_logs": arm_raw_agent_logs, "duckdb_read_json": arm_duckdb_read_json,
+                 "json_loads": arm_json_loads}
+    result = functions[arm](Path(landing_day), *(Path(a) if a.endswith(".duckdb") else a for a in rest))
+    print(json.dumps({**result, "peak_rss_mb": _peak_rss_mb(), "rss_before_mb": rss_before}))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -1,0 +1,17 @@
+"""`flywheel bench ingest` on a small corpus: its three arms read the same files and its
+numbers add up (the speeds themselves are measured by the bench, never asserted)."""
+
+from pipeline.ingest_bench import format_ingest_bench, run_ingest_bench
+from pipeline.settings import get_settings
+
+
+def test_ingest_bench_arms_read_the_same_files_and_account_for_every_record():
+    result = run_ingest_bench(get_settings(), n=40, seed=3, log=lambda _: None)
+    ours, duck, loads = result["raw_agent_logs"], result["duckdb_read_json"], result["json_loads"]
+    assert duck["bytes"] == loads["bytes"] < ours["bytes"]  # the baselines skip the ReAct text files
+    assert ours["records"] == ours["trajectories"] + ours["quarantined"] and ours["trajectories"] >= 40
+    assert loads["records"] + loads["failed"] > 0 and duck["records"] > 0
+    for arm in (ours, duck, loads):
+        assert arm["seconds"] > 0 and arm["mb_per_second"] > 0 and arm["peak_rss_mb"] >= arm["rss_before_mb"] > 0
+    assert result["ours_share_of_duckdb_mb_per_second"] > 0
+    assert "raw_agent_logs reaches" in format_ingest_bench(result)
