@@ -343,6 +343,28 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
     assert _metadata(again, fine_tuned_model.key)["reused_existing_version"] is True
     assert len(client.search_model_versions(f"name = '{MODEL_NAME}'")) == 1
 
+    # Secret hygiene over everything this module's runs produced: every Dagster event (logs,
+    # asset metadata, check results), the MLflow store (params, tags, artifacts, the report),
+    # and the released data and data cards on the datasets repository's main.
+    from pipeline.secret_scan import (
+        known_secrets, scan_for_secrets, texts_from_dagster, texts_from_lakefs, texts_from_mlflow,
+        texts_from_tree,
+    )
+
+    secrets = known_secrets(ground_truth_dirs=[pipeline_env["root"] / "ground_truth"])
+    planted = [s for s in secrets if s != get_settings().lakefs_secret_access_key.reveal()]
+    assert get_settings().lakefs_secret_access_key.reveal() in secrets and len(planted) > 1
+    places = {
+        "dagster": texts_from_dagster(pipeline_env["instance"]),
+        "mlflow": texts_from_mlflow(tracking),
+        "lakefs": texts_from_lakefs(_repo(pipeline_env), "main"),
+        "report": texts_from_tree(Path(evaluated["report"]).parent),
+    }
+    for place, texts in places.items():
+        texts = list(texts)
+        assert texts, f"nothing read from {place}: the scan would prove nothing"
+        assert scan_for_secrets(texts, secrets) == [], place
+
 
 @pytest.mark.parametrize("failpoint", ["training.step_logged", "training.registered"])
 def test_mlflow_dying_during_training_fails_clearly_and_the_rerun_registers_once(
