@@ -177,6 +177,8 @@ def loads(text: str, where: str) -> Any:
         truncated = " (truncated?)" if err.pos >= len(text.rstrip()) else ""
         detail = f"{where}: {err.msg} at column {err.colno}{truncated}"
         raise RecordError("invalid_json", detail) from None
+    except ValueError as err:  # e.g. an integer literal over Python's 4300-digit limit
+        raise RecordError("invalid_json", f"{where}: {err}"[:DETAIL_CHARS]) from None
 
 
 def decode_object(line: bytes, max_bytes: int) -> dict[str, Any]:
@@ -245,8 +247,13 @@ def check(value: Any, kind: str, path: str) -> Any:
     if value is None and (nullable or base == "any"):
         return value
     ok = isinstance(value, _KINDS[base]) and not (isinstance(value, bool) and base in ("int", "float"))
+    if ok and base == "float":
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer beyond any float
+            raise RecordError("wrong_type", f"{path}: {str(value)[:20]}... is too large for a number") from None
     if ok:
-        return float(value) if base == "float" else value
+        return value
     expected = _KIND_NAMES[base] + (" or null" if nullable else "")
     raise RecordError("wrong_type", f"{path}: expected {expected}, got {json_type(value)}")
 
@@ -309,6 +316,8 @@ def parse_arguments(value: Any, path: str) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         detail = f"{path}: not valid JSON ({err.msg} at column {err.colno})"
         raise RecordError("invalid_tool_arguments", detail) from None
+    except ValueError as err:  # e.g. an integer literal over Python's 4300-digit limit
+        raise RecordError("invalid_tool_arguments", f"{path}: {err}"[:DETAIL_CHARS]) from None
     if not isinstance(parsed, dict):
         raise RecordError("invalid_tool_arguments", f"{path}: JSON {json_type(parsed)} is not an object")
     return parsed

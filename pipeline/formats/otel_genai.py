@@ -409,13 +409,23 @@ def _any(value: Any, path: str) -> Any:
 def _integer(value: Any, path: str) -> int:
     """OTLP/JSON writes 64-bit integers as decimal strings."""
     if isinstance(value, str) and _INTEGER.match(value):
+        if len(value) > 21:  # beyond any 64-bit integer (and Python's int() digit limit)
+            raise RecordError("wrong_type", f"{path}: {value[:30]}... is not a 64-bit integer")
         return int(value)
     number: int = check(value, "int", path)
     return number
 
 
+_MAX_NANOS = 2**64 - 1  # OTLP times are fixed64 nanoseconds since the epoch
+
+
 def _nanos(value: Any, path: str) -> int | None:
-    return None if value is None else _integer(value, path)
+    if value is None:
+        return None
+    nanos = _integer(value, path)
+    if not 0 <= nanos <= _MAX_NANOS:
+        raise RecordError("wrong_type", f"{path}: {str(nanos)[:30]} is outside the fixed64 nanosecond range")
+    return nanos
 
 
 def _encode(attrs: dict[str, Any]) -> list[dict[str, Any]]:
