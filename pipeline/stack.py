@@ -244,7 +244,9 @@ def services(settings: Settings) -> list[Service]:
             "--artifacts-destination", artifacts.as_uri(), "--serve-artifacts",
             "--host", "127.0.0.1", "--port", str(settings.mlflow_port),
             "--workers", "1",
-        ], dict(os.environ)
+        # Telemetry off unless the user says otherwise: a local stack should not phone home
+        # (and on these machines nothing beyond the package indexes is reachable).
+        ], {"MLFLOW_DISABLE_TELEMETRY": "true", **os.environ}
 
     def dagster_cmd() -> tuple[list[str], dict[str, str]]:
         prepare_dagster_home(settings)

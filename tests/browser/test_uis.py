@@ -17,7 +17,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 FLYWHEEL = str(Path(sys.executable).with_name("flywheel"))
 LIFECYCLE = ["raw_agent_logs", "redacted_trajectories", "marts/sft_examples", "marts/eval_cases",
-             "marts/curation_decisions", "dataset_release"]
+             "marts/curation_decisions", "dataset_release", "fine_tuned_model", "evaluation_report"]
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,9 @@ def browser():
         chromium.close()
 
 
-def _open(browser, url: str):
+def _open(browser, url: str, wait_until: str = "networkidle"):
     page = browser.new_page(viewport={"width": 1800, "height": 1100})
-    page.goto(url, wait_until="networkidle", timeout=90_000)
+    page.goto(url, wait_until=wait_until, timeout=90_000)
     skip = page.get_by_role("button", name="Skip")  # Dagster's first-visit newsletter dialog
     if skip.count():
         skip.click()
@@ -61,9 +61,12 @@ def test_dagster_ui_shows_every_lifecycle_asset_with_its_lineage(stack, browser)
     from pipeline.definitions import defs
 
     graph = defs.resolve_asset_graph()
-    lineage = _open(browser, f"{stack['dagster']}/assets/dataset_release?view=lineage"
+    # the last stage's upstream lineage is the whole graph, landing files to evaluation
+    lineage = _open(browser, f"{stack['dagster']}/assets/evaluation_report?view=lineage"
                              "&lineageScope=upstream&lineageDepth=30")
-    lineage.wait_for_selector("text=dataset_release", timeout=60_000)
+    lineage.wait_for_selector("text=evaluation_report", timeout=60_000)
+    for name in ("raw_agent_logs", "dataset_release", "fine_tuned_model"):
+        lineage.get_by_text(name, exact=True).first.wait_for(timeout=30_000)
     lineage.wait_for_timeout(1500)
     lineage.screenshot(path=str(ARTIFACTS / "dagster-lineage.png"))
     assert lineage.locator("svg path").count() > 20, "the graph draws its edges"
@@ -101,7 +104,8 @@ def test_mlflow_ui_shows_the_registered_model_with_its_champion_alias(stack, bro
     client.set_registered_model_alias("flywheel-agent", "champion", version)
     assert info.registered_model_version == version
 
-    page = _open(browser, f"{stack['mlflow']}/#/models/flywheel-agent")
+    # not "networkidle": MLflow's UI starts a telemetry web worker that may never go idle
+    page = _open(browser, f"{stack['mlflow']}/#/models/flywheel-agent", wait_until="domcontentloaded")
     page.wait_for_selector("text=champion", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "mlflow-registered-model.png"))
     text = page.inner_text("body")

@@ -71,3 +71,18 @@ def test_up_status_dead_service_and_down(tmp_path):
     finally:
         stopped = _flywheel(env, "down")
         assert stopped.returncode == 0
+
+
+def test_dagster_definitions_validate_passes(tmp_path):
+    """What `dagster dev` loads: the workspace's code location validates."""
+    from pipeline.settings import PROJECT_ROOT
+
+    bin_dir = Path(sys.executable).parent
+    result = subprocess.run(
+        [str(bin_dir / "dagster"), "definitions", "validate", "-w", str(PROJECT_ROOT / "workspace.yaml")],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "DAGSTER_HOME": str(tmp_path), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert "All code locations passed validation" in output
