@@ -153,5 +153,6 @@ def _model_dir(mlflow: MlflowResource, version, target: Path) -> Path:
     )
     found = sorted(Path(path).rglob("config.json"))
     if not found:
-        raise dg.Failure(f"{MODEL_NAME} v{version.version} has no model directory in its artifacts")
+        raise dg.Failure(f"{MODEL_NAME} v{version.version} has no model directory in its artifacts",
+                         allow_retries=False)
     return found[0].parent

@@ -70,7 +70,8 @@ def raw_agent_logs(
     if result.records_read != result.ingested + result.quarantined:
         raise dg.Failure(
             f"accounting broken for {partition}: read {result.records_read}, ingested "
-            f"{result.ingested}, quarantined {result.quarantined}; nothing was written"
+            f"{result.ingested}, quarantined {result.quarantined}; nothing was written",
+            allow_retries=False,  # a bug in the code, not a transient error: retrying cannot help
         )
     # Quarantined excerpts are shown to operators: they get the same redaction as the data
     # (the untouched line stays in the restricted raw repository, at its file and line).

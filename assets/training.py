@@ -38,7 +38,7 @@ def latest_release(context) -> dict:
     """The metadata of the newest dataset_release materialization: what training reads."""
     event = context.instance.get_latest_materialization_event(dataset_release.key)
     if event is None:
-        raise dg.Failure("no dataset release yet: materialize dataset_release first")
+        raise dg.Failure("no dataset release yet: materialize dataset_release first", allow_retries=False)
     metadata = event.asset_materialization.metadata
     return {key: metadata[key].value for key in ("lakefs_merge_commit", "tag", "uris")}
 

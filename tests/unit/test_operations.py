@@ -54,3 +54,20 @@ def test_nightly_schedule_runs_the_day_that_ended():
     [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-11-21"
     assert schedule.job_name == "nightly_retrain_job"
+
+
+def test_a_failure_retrying_cannot_fix_fails_at_once_and_says_what_to_do(tmp_path):
+    """Steps retry transient errors (TRANSIENT_RETRY); a missing release is not one."""
+    from assets.training import fine_tuned_model
+    from pipeline.resources import LakeFSResource, MlflowResource
+
+    result = dg.materialize(
+        [fine_tuned_model], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
+        resources={"lakefs": LakeFSResource(endpoint="http://127.0.0.1:9"),
+                   "mlflow": MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")},
+    )
+    assert not result.success
+    types = [event.event_type_value for event in result.all_events]
+    assert "STEP_UP_FOR_RETRY" not in types and types.count("STEP_FAILURE") == 1
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "no dataset release yet: materialize dataset_release first" in failure.event_specific_data.error.message
