@@ -259,10 +259,14 @@ def scan_secrets(settings: Settings, log: Callable[[str], None]) -> dict[str, An
         sources["dagster"] = texts_from_dagster(dg.DagsterInstance.get())
     except Exception as error:  # noqa: BLE001 - report what could not be scanned
         log(f"dagster event log not scanned: {error}")
-    leaks, scanned = [], []
+        not_scanned.append("dagster")
+    leaks, scanned, not_scanned = [], [], []
     for name, texts in sources.items():
         leaks += scan_for_secrets(texts, secrets)
         scanned.append(name)
+    from pipeline.resources import fail_fast_mlflow_requests
+
+    fail_fast_mlflow_requests()  # a stopped stack is reported in seconds, not minutes
     for name, collect in (
         ("mlflow", lambda: texts_from_mlflow(settings.mlflow_tracking_uri)),
         ("lakefs-datasets", lambda: texts_from_lakefs(_datasets_repo(settings), "main")),
@@ -272,7 +276,8 @@ def scan_secrets(settings: Settings, log: Callable[[str], None]) -> dict[str, An
             scanned.append(name)
         except Exception as error:  # noqa: BLE001
             log(f"{name} not scanned (is the stack up?): {type(error).__name__}")
-    return {"secrets_checked": len(secrets), "places_scanned": scanned,
+            not_scanned.append(name)
+    return {"secrets_checked": len(secrets), "places_scanned": scanned, "places_not_scanned": not_scanned,
             "secrets_leaked": len(leaks), "leaks": [str(leak) for leak in leaks[:20]]}
 
 
@@ -312,6 +317,7 @@ def run_reliability(settings: Settings, log: Callable[[str], None] = print) -> d
         "tables_differing_after_reingestion": ingestion["tables_differing"],
         "secrets_checked": secrets["secrets_checked"],
         "places_scanned": secrets["places_scanned"],
+        "places_not_scanned": secrets["places_not_scanned"],
         "secrets_leaked": secrets["secrets_leaked"],
         "leaks": secrets["leaks"],
     }

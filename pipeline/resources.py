@@ -66,7 +66,7 @@ class LakeFSResource(dg.ConfigurableResource):
         )
 
 
-def _fail_fast_mlflow_requests() -> None:
+def fail_fast_mlflow_requests() -> None:
     """MLflow retries each request 7 times with exponential backoff (minutes against a dead
     server); the step's own RetryPolicy already covers longer outages, so each request
     gives up after a few seconds unless the user chose otherwise."""
@@ -102,14 +102,14 @@ class MlflowResource(dg.ConfigurableResource):
     def configure(self) -> Any:
         import mlflow
 
-        _fail_fast_mlflow_requests()
+        fail_fast_mlflow_requests()
         mlflow.set_tracking_uri(self.tracking_uri)
         return mlflow
 
     def client(self) -> Any:
         from mlflow import MlflowClient
 
-        _fail_fast_mlflow_requests()
+        fail_fast_mlflow_requests()
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     @contextmanager
