@@ -71,3 +71,39 @@ def test_a_failure_retrying_cannot_fix_fails_at_once_and_says_what_to_do(tmp_pat
     assert "STEP_UP_FOR_RETRY" not in types and types.count("STEP_FAILURE") == 1
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "no dataset release yet: materialize dataset_release first" in failure.event_specific_data.error.message
+
+
+def test_downstream_automation_waits_for_upstream_blocking_checks_across_runs():
+    """AFTER_BLOCKING_CHECKS (on dataset_release and fine_tuned_model): a failed blocking
+    check in one run keeps the next evaluation from starting the downstream asset; once the
+    check passes again it is requested."""
+    from pipeline.operations import AFTER_BLOCKING_CHECKS
+
+    verdict = {"passed": False}
+
+    @dg.asset
+    def marts() -> None:
+        return None
+
+    @dg.asset_check(asset=marts, blocking=True)
+    def marts_valid() -> dg.AssetCheckResult:
+        return dg.AssetCheckResult(passed=verdict["passed"])
+
+    @dg.asset(deps=[marts], automation_condition=AFTER_BLOCKING_CHECKS)
+    def release() -> None:
+        return None
+
+    defs = dg.Definitions(assets=[marts, release], asset_checks=[marts_valid])
+    instance = dg.DagsterInstance.ephemeral()
+
+    def requested_after_a_marts_run(passed: bool, cursor):
+        verdict["passed"] = passed
+        dg.materialize([marts, marts_valid], instance=instance, raise_on_error=False)
+        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+        return result.get_num_requested(release.key), result.cursor
+
+    cursor = dg.evaluate_automation_conditions(defs=defs, instance=instance).cursor  # the first tick
+    blocked, cursor = requested_after_a_marts_run(False, cursor)
+    assert blocked == 0
+    released, _ = requested_after_a_marts_run(True, cursor)
+    assert released == 1
