@@ -103,8 +103,8 @@ class Settings:
 
     @property
     def lakectl_config(self) -> Path:
-        """Where the lakefs SDK looks for credentials when none are passed (~/.lakectl.yaml
-        by default; we point LAKECTL_CONFIG_FILE here so the demo never touches $HOME)."""
+        """The demo credentials in lakectl's format, kept out of $HOME. The pipeline passes
+        credentials explicitly; `LAKECTL_CONFIG_FILE=<this>` lets lakectl and the SDK find them."""
         return self.state_dir / "lakectl.yaml"
 
 
