@@ -365,6 +365,47 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
         assert texts, f"nothing read from {place}: the scan would prove nothing"
         assert scan_for_secrets(texts, secrets) == [], place
 
+    # The auditor's commands, end to end through the CLI, against the same services.
+    _auditor_commands(pipeline_env, published, tracking, version.version, tmp_path, monkeypatch)
+
+
+def _auditor_commands(pipeline_env, published, tracking, model_version, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    with duckdb.connect(str(pipeline_env["db"]), read_only=True) as con:
+        trajectory_id, user_id = con.execute(
+            "SELECT d.trajectory_id, d.user_id FROM marts.curation_decisions d "
+            "JOIN marts.sft_examples s USING (record_key) ORDER BY d.record_key LIMIT 1").fetchone()
+    scratch_db = tmp_path / "forget.duckdb"  # forget writes a revocation: not into the shared warehouse
+    shutil.copy(pipeline_env["db"], scratch_db)
+    monkeypatch.setenv("FLYWHEEL_LAKEFS_ENDPOINT", pipeline_env["server"].endpoint)
+    monkeypatch.setenv("FLYWHEEL_MLFLOW_TRACKING_URI", tracking)
+    monkeypatch.setenv("FLYWHEEL_DUCKDB_PATH", str(scratch_db))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        traced = runner.invoke(main, ["trace", "flywheel-agent@challenger", "--json"])
+        assert traced.exit_code == 0, traced.output
+        assert json.loads(traced.output)["dataset_release"]["tag"] == published["tag"]
+
+        found = runner.invoke(main, ["trace", "--trajectory", trajectory_id, "--json"])
+        assert found.exit_code == 0, found.output
+        answer = json.loads(found.output)
+        assert [r["tag"] for r in answer["releases"]] == [published["tag"]]
+        assert answer["releases"][0]["destinations"].get("train", 0) >= 1
+        assert [(m["model"], m["version"]) for m in answer["models"]] == [("flywheel-agent", model_version)]
+
+        forgot = runner.invoke(main, ["forget", "--user", user_id, "--reason", "test"])
+        assert forgot.exit_code == 0, forgot.output
+        assert f"consent of user {user_id} revoked" in forgot.output
+        assert f"release {published['tag']}" in forgot.output and "contains them" in forgot.output
+        assert f"model flywheel-agent v{model_version} was trained on {published['tag']}" in forgot.output
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+
 
 @pytest.mark.parametrize("failpoint", ["training.step_logged", "training.registered"])
 def test_mlflow_dying_during_training_fails_clearly_and_the_rerun_registers_once(
