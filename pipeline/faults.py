@@ -13,6 +13,11 @@ import signal
 import threading
 
 
+def without_failpoints(env: dict[str, str]) -> dict[str, str]:
+    """`env` minus every FLYWHEEL_FAILPOINT* variable: for the runs that must not crash."""
+    return {k: v for k, v in env.items() if not k.startswith("FLYWHEEL_FAILPOINT")}
+
+
 def failpoint(name: str) -> None:
     if os.environ.get("FLYWHEEL_FAILPOINT") != name:
         return

@@ -872,7 +872,8 @@ def _reset_peak() -> bool:
         return False
 
 
-def _peak_hwm() -> int | None:
+def peak_hwm() -> int | None:
+    """This process's peak resident memory in bytes (VmHWM), where Linux reports it."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -925,7 +926,7 @@ def measure_ingestion(landing_dir: Path) -> dict[str, Any]:
     with _Sampler() as sampler:
         result = ingest_files(files, partition="2026-11-21", raw_commit="c0ffee")
     seconds = time.perf_counter() - started
-    hwm = _peak_hwm() if exact else None
+    hwm = peak_hwm() if exact else None
     peak = max(sampler.peak, hwm or 0)
     return {
         "records_read": result.records_read,

@@ -14,7 +14,7 @@ import fnmatch
 import hashlib
 import json
 from collections import Counter
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, is_dataclass
 from typing import Any, Iterable, Mapping
 
 from pipeline.formats import (
@@ -25,7 +25,7 @@ from pipeline.formats import (
     parse_file,
     quarantine_unknown_format,
 )
-from pipeline.record import Trajectory
+from pipeline.record import Trajectory, shallow_fields
 
 DETECTION_HEAD_BYTES = 64 * 1024
 
@@ -103,7 +103,7 @@ def _json(value: Any) -> str:
 def _json_default(value: Any) -> Any:
     """Dataclasses serialise as their fields (what `asdict` would give, without copying)."""
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in fields(value)}
+        return shallow_fields(value)
     return str(value)
 
 
@@ -111,7 +111,8 @@ def content_digest(trajectory: Trajectory) -> str:
     """Digest of what the trajectory says, independent of where it was read from: equal for
     exact replays, so curation can dedup on it. Serialised straight from the dataclasses by
     the C JSON encoder (no intermediate copy: this is on ingestion's hot path)."""
-    body = {f.name: getattr(trajectory, f.name) for f in fields(trajectory) if f.name != "provenance"}
+    body = shallow_fields(trajectory)
+    del body["provenance"]
     return hashlib.sha256(_json(body).encode()).hexdigest()
 
 

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from pipeline.faults import without_failpoints
+from pipeline.hostile import peak_hwm
 from pipeline.settings import PROJECT_ROOT, Settings
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -30,14 +32,8 @@ RAW_REPO = "bench-raw"
 def _peak_rss_mb() -> float:
     """This process's peak resident memory. VmHWM, not ru_maxrss: Linux carries ru_maxrss
     across exec, so a child would report the (larger) parent's peak."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    hwm = peak_hwm()
+    return round(hwm / 2**20 if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
 def _json_files(landing: Path) -> list[Path]:
@@ -119,8 +115,8 @@ def run_ingest_bench(settings: Settings, n: int, seed: int, log: Callable[[str],
         log(f"simulating {n} trajectories ...")
         simulate(days=1, per_day=n, out_dir=Path(work), seed=seed)
         [landing_day] = sorted((Path(work) / "landing").iterdir())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_FAILPOINT")}
-        env |= {"FLYWHEEL_LANDING_DIR": str(landing_day.parent), "FLYWHEEL_RAW_REPO": RAW_REPO}
+        env = without_failpoints({**os.environ, "FLYWHEEL_LANDING_DIR": str(landing_day.parent),
+                                  "FLYWHEEL_RAW_REPO": RAW_REPO})
         arms = {}
         for name, args in (("raw_agent_logs", (stack.lakefs_endpoint, str(Path(work) / "bench.duckdb"))),
                            ("duckdb_read_json", ()), ("json_loads", ())):

@@ -110,15 +110,20 @@ class Trajectory:
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
+def shallow_fields(value: Any) -> dict[str, Any]:
+    """A dataclass instance's fields as a dict, values not copied (field names cached per class)."""
+    kind = type(value)
+    names = _FIELD_NAMES.get(kind) or _FIELD_NAMES.setdefault(kind, tuple(f.name for f in fields(value)))
+    return {name: getattr(value, name) for name in names}
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     if is_dataclass(value):
-        kind = type(value)
-        names = _FIELD_NAMES.get(kind) or _FIELD_NAMES.setdefault(kind, tuple(f.name for f in fields(value)))
-        return {name: _plain(getattr(value, name)) for name in names}
+        return {name: _plain(v) for name, v in shallow_fields(value).items()}
     if isinstance(value, tuple):
         return tuple(_plain(v) for v in value)
     return value

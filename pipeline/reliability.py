@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from pipeline.faults import without_failpoints
 from pipeline.settings import Settings
 
 # (who is killed, failpoint, delay in ms): the run process itself, or the lakeFS server
@@ -41,13 +42,10 @@ OLD_RELEASE = {"a.parquet": b"old a", "b.parquet": b"old b"}
 NEW_RELEASE = {"a.parquet": b"new a", "b.parquet": b"new b"}
 # Credentials come from the settings (environment), never the command line (`ps` shows it).
 _PUBLISH = """
-import json, sys, lakefs
+import json, sys
 from pipeline.release import publish
-from pipeline.settings import get_settings
-settings = get_settings()
-client = lakefs.Client(host=sys.argv[1], username=settings.lakefs_access_key_id,
-                       password=settings.lakefs_secret_access_key.reveal())
-publish(lakefs.Repository(sys.argv[2], client=client),
+from pipeline.resources import LakeFSResource
+publish(LakeFSResource(endpoint=sys.argv[1]).repository(sys.argv[2]),
         {k: v.encode() for k, v in json.loads(sys.argv[4]).items()}, run_id=sys.argv[3],
         day="2026-11-21", verdict={"verdict": "passed", "reasons": []}, metadata={})
 """
@@ -129,7 +127,7 @@ def release_fault_scenarios(stack: Settings, client: Any, log: Callable[[str], N
         publish(repo, OLD_RELEASE, run_id=f"seed-{n}", day="2026-11-20",
                 verdict={"verdict": "passed", "reasons": []}, metadata={})
         argv = [sys.executable, "-c", _PUBLISH, stack.lakefs_endpoint, repo.id]
-        clean_env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_FAILPOINT")}
+        clean_env = without_failpoints(dict(os.environ))
         fault_env = {**clean_env, "FLYWHEEL_FAILPOINT": point}
         if victim == "lakefs":
             fault_env |= {"FLYWHEEL_FAILPOINT_KILL_PGID": str(running_pid(stack, "lakefs")),
@@ -192,11 +190,11 @@ def ingestion_fault_scenarios(endpoint: str, partition: str, work_dir: Path, env
     from pipeline.settings import PROJECT_ROOT
     from pipeline.warehouse import RAW_SCHEMA, RAW_TABLES, REDACTED_SCHEMA, partition_digests
 
-    clean_env = {k: v for k, v in {**os.environ, **(env or {})}.items() if not k.startswith("FLYWHEEL_FAILPOINT")}
+    clean_env = without_failpoints({**os.environ, **(env or {})})
 
     def ingest(db: Path, failpoint: str | None) -> subprocess.CompletedProcess:
-        env = {**clean_env, "FLYWHEEL_FAILPOINT": failpoint} if failpoint else clean_env
-        return subprocess.run([sys.executable, "-c", _INGEST, partition, endpoint, str(db)], env=env,
+        run_env = {**clean_env, "FLYWHEEL_FAILPOINT": failpoint} if failpoint else clean_env
+        return subprocess.run([sys.executable, "-c", _INGEST, partition, endpoint, str(db)], env=run_env,
                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
 
     def digests(db: Path) -> dict[str, dict[str, str]]:

@@ -61,6 +61,7 @@ def decide_promotion(
     segment_metric: str,
 ) -> Decision:
     reasons: list[str] = []
+    by_margin = f" by at least {margin:.3f}" if margin > 0 else ""  # a zero margin goes unsaid
     deltas: dict[str, Any] = {"incumbent": incumbent_name, "primary": {}, "by_task_type": {}}
     c_value, i_value = _value(challenger, "overall", primary_metric), _value(incumbent, "overall", primary_metric)
     primary_ok = False
@@ -75,7 +76,7 @@ def decide_promotion(
         direction = "lower is better" if primary_metric in LOWER_IS_BETTER else "higher is better"
         reasons.append(
             f"{primary_metric} ({direction}): challenger {c_value:.3f} vs {incumbent_name} {i_value:.3f} "
-            f"({delta:+.3f}); required: better" + (f", by at least {margin:.3f}" if margin > 0 else "") + ": "
+            f"({delta:+.3f}); required: better{',' + by_margin if by_margin else ''}: "
             + ("met" if primary_ok else "not met")
         )
 
@@ -105,14 +106,12 @@ def decide_promotion(
 
     promote = primary_ok and not regressions
     if promote:
-        reasons.insert(0, f"promote: the challenger beats the {incumbent_name} on {primary_metric}"
-                          + (f" by at least {margin:.3f}" if margin > 0 else "")
-                          + " without regressing on any task type")
+        reasons.insert(0, f"promote: the challenger beats the {incumbent_name} on {primary_metric}{by_margin}"
+                          " without regressing on any task type")
     else:
         why = []
         if not primary_ok:
-            why.append(f"it does not beat the {incumbent_name} on {primary_metric}"
-                       + (f" by at least {margin:.3f}" if margin > 0 else ""))
+            why.append(f"it does not beat the {incumbent_name} on {primary_metric}{by_margin}")
         if regressions:
             why.append(f"it regresses on {', '.join(regressions)}")
         reasons.insert(0, f"keep the {incumbent_name}: " + " and ".join(why))
