@@ -393,8 +393,10 @@ def _auditor_commands(pipeline_env, published, tracking, model_version, tmp_path
         found = runner.invoke(main, ["trace", "--trajectory", trajectory_id, "--json"])
         assert found.exit_code == 0, found.output
         answer = json.loads(found.output)
-        assert [r["tag"] for r in answer["releases"]] == [published["tag"]]
-        assert answer["releases"][0]["destinations"].get("train", 0) >= 1
+        # every release it is in is named (earlier tests in this module publish more of them)
+        releases = {r["tag"]: r for r in answer["releases"]}
+        assert published["tag"] in releases and set(releases) <= set(_tags(pipeline_env))
+        assert releases[published["tag"]]["destinations"].get("train", 0) >= 1
         assert [(m["model"], m["version"]) for m in answer["models"]] == [("flywheel-agent", model_version)]
 
         forgot = runner.invoke(main, ["forget", "--user", user_id, "--reason", "test"])
