@@ -4,7 +4,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from pipeline.faults import failpoint
-from pipeline.ingest import FileStats, IngestRules, SourceFile, ingest_files
+from pipeline.ingest import FileStats, IngestRules, SourceFile, file_workers, ingest_files_columnar
 from pipeline.lakefs_store import commit_partition_files, read_objects
 from pipeline.operations import TRANSIENT_RETRY
 from pipeline.partitions import daily_partitions
@@ -52,21 +52,22 @@ def raw_agent_logs(
     if not files:
         context.log.warning(f"no landing files in {landing}; the partition will be empty")
 
-    repo = lakefs.ensure_repository(settings.raw_repo)
-    raw = commit_partition_files(repo, partition, files, run_id=context.run.run_id)
-    context.log.info(f"committed {len(files)} raw files as {raw.commit_id}")
-    failpoint("ingest.raw_committed")
+    rules = IngestRules(config.format_overrides, config.openai_mappings)
+    # Worker processes parse the files; they start while the files are being committed.
+    with file_workers(min(settings.ingest_workers, len(files))) as map_files:
+        repo = lakefs.ensure_repository(settings.raw_repo)
+        raw = commit_partition_files(repo, partition, files, run_id=context.run.run_id)
+        context.log.info(f"committed {len(raw.paths)} raw files as {raw.commit_id}")
+        failpoint("ingest.raw_committed")
+        del files  # what is parsed is read back from the commit: don't hold the partition twice
 
-    sources = [
-        SourceFile(name=path.rsplit("/", 1)[-1], uri=f"lakefs://{raw.repo}/{raw.commit_id}/{path}", data=data)
-        for path, data in read_objects(repo, raw.commit_id, sorted(raw.paths.values()))
-    ]
-    result = ingest_files(
-        sources,
-        partition=partition,
-        raw_commit=raw.commit_id,
-        rules=IngestRules(config.format_overrides, config.openai_mappings),
-    )
+        committed = (
+            SourceFile(name=path.rsplit("/", 1)[-1], uri=f"lakefs://{raw.repo}/{raw.commit_id}/{path}", data=data)
+            for path, data in read_objects(repo, raw.commit_id, sorted(raw.paths.values()))
+        )
+        result = ingest_files_columnar(
+            committed, partition=partition, raw_commit=raw.commit_id, rules=rules, map_files=map_files
+        )
     if result.records_read != result.ingested + result.quarantined:
         raise dg.Failure(
             f"accounting broken for {partition}: read {result.records_read}, ingested "
@@ -75,7 +76,7 @@ def raw_agent_logs(
         )
     # Quarantined excerpts are shown to operators: they get the same redaction as the data
     # (the untouched line stays in the restricted raw repository, at its file and line).
-    quarantine = redact_tables({"quarantine": result.tables["quarantine"]}).tables["quarantine"]
+    quarantine = redact_tables({"quarantine": result.tables["quarantine"].to_pylist()}).tables["quarantine"]
     tables = {**result.tables, "quarantine": quarantine}
     with duckdb.get_connection() as con:
         written = replace_partition(con, partition, tables)
@@ -85,7 +86,7 @@ def raw_agent_logs(
             "raw_commit": raw.commit_id,
             "raw_main_merge_commit": raw.merge_commit_id,
             "raw_uri": dg.MetadataValue.url(f"lakefs://{raw.repo}/{raw.commit_id}/dt={partition}/"),
-            "files": len(files),
+            "files": len(raw.paths),
             "records_read": result.records_read,
             "records_ingested": result.ingested,
             "records_quarantined": result.quarantined,

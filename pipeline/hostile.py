@@ -857,10 +857,20 @@ def _write(out_dir: Path, plan: _FilePlan, pieces: list[_Piece]) -> HostileFile:
 # --- running it ------------------------------------------------------------------------------
 
 
-def _rss() -> int:
+def _rss(with_descendants: bool = False) -> int:
+    """Resident memory of this process, plus that of every process below it if asked (shared
+    pages counted in each: an upper bound)."""
     import psutil
 
-    return int(psutil.Process().memory_info().rss)
+    me = psutil.Process()
+    processes = [me, *me.children(recursive=True)] if with_descendants else [me]
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:  # it exited between the listing and the read
+            pass
+    return total
 
 
 def _reset_peak() -> bool:
@@ -883,29 +893,30 @@ def peak_hwm() -> int | None:
     return None
 
 
-class _Sampler:
-    """Polls RSS while ingestion runs: a fallback where VmHWM cannot be reset (it can miss
-    peaks inside long C calls that hold the GIL)."""
+class RssSampler:
+    """Polls RSS while ingestion runs: a fallback where VmHWM cannot be reset, and the only
+    measure of a process tree (it can miss peaks inside long C calls that hold the GIL)."""
 
-    def __init__(self, interval: float = 0.002) -> None:
-        self.peak = _rss()
+    def __init__(self, interval: float = 0.002, with_descendants: bool = False) -> None:
+        self._with_descendants = with_descendants
+        self.peak = _rss(with_descendants)
         self._interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _rss())
+            self.peak = max(self.peak, _rss(self._with_descendants))
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> _Sampler:
+    def __enter__(self) -> RssSampler:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss())
+        self.peak = max(self.peak, _rss(self._with_descendants))
 
 
 def measure_ingestion(landing_dir: Path) -> dict[str, Any]:
@@ -923,7 +934,7 @@ def measure_ingestion(landing_dir: Path) -> dict[str, Any]:
     baseline = _rss()
     exact = _reset_peak()
     started = time.perf_counter()
-    with _Sampler() as sampler:
+    with RssSampler() as sampler:
         result = ingest_files(files, partition="2026-11-21", raw_commit="c0ffee")
     seconds = time.perf_counter() - started
     hwm = peak_hwm() if exact else None

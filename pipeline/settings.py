@@ -73,6 +73,7 @@ class Settings:
     # Dagster
     dagster_port: int = 3000
     dbt_target: str = "duckdb"
+    ingest_workers: int = 1  # processes that parse one partition's files in parallel
     partition_start: str = "2026-11-01"  # first day of the daily partitions
     nightly_cron: str = "0 2 * * *"  # when nightly_retrain runs (UTC)
 
@@ -140,6 +141,7 @@ def get_settings() -> Settings:
         ),
         dagster_port=int(_env("DAGSTER_PORT", "3000")),
         dbt_target=_env("DBT_TARGET", "duckdb"),
+        ingest_workers=int(_env("INGEST_WORKERS", str(os.cpu_count() or 1))),
         partition_start=_env("PARTITION_START", "2026-11-01"),
         nightly_cron=_env("NIGHTLY_CRON", "0 2 * * *"),
     )

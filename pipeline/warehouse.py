@@ -13,7 +13,7 @@ import hashlib
 import json
 from typing import Any, Mapping, Sequence
 
-import pandas as pd
+import pyarrow as pa
 
 from pipeline.faults import failpoint
 
@@ -54,6 +54,29 @@ SCHEMAS: dict[str, dict[str, str]] = {
 }
 
 
+# DuckDB column type → the Arrow type rows are converted to before the insert (DuckDB casts
+# JSON text and int64 → INTEGER on the way in; parsing keeps ints within 32 bits).
+_ARROW_TYPES = {"VARCHAR": pa.string(), "JSON": pa.string(), "INTEGER": pa.int64(),
+                "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
+
+
+def arrow_schema(table: str, schema: str = RAW_SCHEMA) -> pa.Schema:
+    """The Arrow schema of one canonical table, read off its column definitions above."""
+    columns = (c.split() for c in SCHEMAS[schema][table].split(","))
+    return pa.schema([(c[0], _ARROW_TYPES[c[1]]) for c in columns])
+
+
+Rows = Sequence[Mapping[str, Any]]
+
+
+def to_arrow(rows: Rows | pa.Table, table: str, schema: str = RAW_SCHEMA) -> pa.Table:
+    """Rows as an Arrow table (columnar: cheap to pickle between processes, and DuckDB scans
+    it in place); an Arrow table is passed through."""
+    if isinstance(rows, pa.Table):
+        return rows
+    return pa.Table.from_pylist(list(rows), schema=arrow_schema(table, schema))
+
+
 def ensure_tables(con: Any, schema: str = RAW_SCHEMA) -> None:
     con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     for table, columns in SCHEMAS[schema].items():
@@ -90,29 +113,32 @@ def _column_names(con: Any, schema: str, table: str) -> list[str]:
 def replace_partition(
     con: Any,
     partition: str,
-    tables: Mapping[str, Sequence[Mapping[str, Any]]],
+    tables: Mapping[str, Rows | pa.Table],
     schema: str = RAW_SCHEMA,
 ) -> dict[str, int]:
-    """Atomically replace one partition's rows in every table of `schema`; return rows written."""
+    """Atomically replace one partition's rows in every table of `schema`; return rows written.
+    Each table is given as row dicts or as an Arrow table of `arrow_schema`."""
     ensure_tables(con, schema)
     written: dict[str, int] = {}
+    # Readers order explicitly; not keeping arrival order lets DuckDB insert in parallel.
+    con.execute("SET preserve_insertion_order = false")
     con.execute("BEGIN TRANSACTION")
     try:
         for table in SCHEMAS[schema]:
-            rows = tables.get(table, [])
+            incoming = to_arrow(tables.get(table, []), table, schema)
             con.execute(f"DELETE FROM {schema}.{table} WHERE partition_date = ?", [partition])
-            if rows:
-                columns = _column_names(con, schema, table)
-                frame = pd.DataFrame.from_records(list(rows), columns=columns)
-                con.register("incoming_rows", frame)
+            if incoming.num_rows:
+                con.register("incoming_rows", incoming)
                 con.execute(f"INSERT INTO {schema}.{table} BY NAME SELECT * FROM incoming_rows")
                 con.unregister("incoming_rows")
-            written[table] = len(rows)
+            written[table] = incoming.num_rows
             failpoint("warehouse.partly_replaced")
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
+    finally:
+        con.execute("RESET preserve_insertion_order")
     return written
 
 

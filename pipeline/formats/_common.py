@@ -215,6 +215,7 @@ def jsonl(records: Iterable[Any]) -> bytes:
 _KINDS: dict[str, tuple[type, ...]] = {
     "str": (str,),
     "int": (int,),
+    "int32": (int,),  # an integer stored in a 32-bit column (step index, token counts)
     "float": (int, float),
     "bool": (bool,),
     "object": (dict,),
@@ -224,12 +225,27 @@ _KINDS: dict[str, tuple[type, ...]] = {
 _KIND_NAMES = {
     "str": "string",
     "int": "integer",
+    "int32": "integer",
     "float": "number",
     "bool": "boolean",
     "object": "object",
     "list": "array",
     "any": "any value",
 }
+_INT32 = range(-(2**31), 2**31)
+# kind → the exact types a JSON parser produces that pass as they are. The common case is
+# then one set lookup; conversions, range checks and errors take the slow path.
+_PASS_AS_IS: dict[str, frozenset[type]] = {
+    "str": frozenset({str}),
+    "int": frozenset({int}),  # bool is a subclass of int, but not `type(value) is int`
+    "int32": frozenset(),
+    "float": frozenset({float}),
+    "bool": frozenset({bool}),
+    "object": frozenset({dict}),
+    "list": frozenset({list}),
+    "any": frozenset(),
+}
+_PASS_AS_IS.update({f"{kind}?": types | {type(None)} for kind, types in list(_PASS_AS_IS.items())})
 
 
 def json_type(value: Any) -> str:
@@ -243,19 +259,33 @@ def json_type(value: Any) -> str:
 
 def check(value: Any, kind: str, path: str) -> Any:
     """`value` if it is of `kind` (int widened to float for "float"), else wrong_type."""
+    if type(value) in _PASS_AS_IS[kind]:
+        return value
+    return _check_slowly(value, kind, path)
+
+
+def _check_slowly(value: Any, kind: str, path: str) -> Any:
     base, nullable = kind.rstrip("?"), kind.endswith("?")
     if value is None and (nullable or base == "any"):
         return value
-    ok = isinstance(value, _KINDS[base]) and not (isinstance(value, bool) and base in ("int", "float"))
+    ok = isinstance(value, _KINDS[base]) and not (isinstance(value, bool) and base in ("int", "int32", "float"))
     if ok and base == "float":
         try:
             return float(value)
         except OverflowError:  # a JSON integer beyond any float
             raise RecordError("wrong_type", f"{path}: {str(value)[:20]}... is too large for a number") from None
+    if ok and base == "int32" and value not in _INT32:
+        raise RecordError("wrong_type", f"{path}: {str(value)[:20]} is outside the 32-bit integer range")
     if ok:
         return value
     expected = _KIND_NAMES[base] + (" or null" if nullable else "")
     raise RecordError("wrong_type", f"{path}: expected {expected}, got {json_type(value)}")
+
+
+def check_items(values: list[Any], kind: str, path: str) -> list[Any]:
+    """Each item of an already checked list as `kind` (item paths built only for an error)."""
+    return [check(item, kind, join(path, i)) if type(item) not in _PASS_AS_IS[kind] else item
+            for i, item in enumerate(values)]
 
 
 def join(path: str, key: str | int) -> str:
@@ -267,7 +297,8 @@ def join(path: str, key: str | int) -> str:
 def required(obj: Mapping[str, Any], key: str, kind: str, path: str) -> Any:
     if key not in obj:
         raise RecordError("missing_required_field", f"{join(path, key)}: required field is missing")
-    return check(obj[key], kind, join(path, key))
+    value = obj[key]
+    return value if type(value) in _PASS_AS_IS[kind] else _check_slowly(value, kind, join(path, key))
 
 
 def read_object(
@@ -276,13 +307,17 @@ def read_object(
     """Check the known keys of an object; unknown keys go to `extra` under their path."""
     obj = check(value, "object", path)
     for key in needed:
-        required(obj, key, "any", path)
+        if key not in obj:
+            raise RecordError("missing_required_field", f"{join(path, key)}: required field is missing")
     out = {}
     for key, item in obj.items():
-        if key in kinds:
-            out[key] = check(item, kinds[key], join(path, key))
-        else:
+        kind = kinds.get(key)
+        if kind is None:
             extra[join(path, key)] = item
+        elif type(item) in _PASS_AS_IS[kind]:
+            out[key] = item
+        else:
+            out[key] = _check_slowly(item, kind, join(path, key))
     return out
 
 
@@ -402,7 +437,7 @@ def assemble(
     }
     if not steps:
         raise RecordError("empty_trajectory", "trajectory has no steps")
-    tools = [check(item, "object", join(at["tools"].path, i)) for i, item in enumerate(v["tools"] or [])]
+    tools = check_items(v["tools"] or [], "object", at["tools"].path)
     feedback = [
         Feedback(
             **read_object(item, FEEDBACK_KINDS, join(at["feedback"].path, i), extra, _FEEDBACK_NEEDED)

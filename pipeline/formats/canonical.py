@@ -36,7 +36,7 @@ from pipeline.record import SCHEMA_VERSION, Step, ToolCall, Trajectory
 
 FORMAT = "canonical"
 _STEP_KINDS = {
-    "index": "int",
+    "index": "int32",
     "role": "str",
     "content": "str?",
     "reasoning": "str?",
@@ -44,8 +44,8 @@ _STEP_KINDS = {
     "tool_call_id": "str?",
     "error": "str?",
     "latency_ms": "float?",
-    "prompt_tokens": "int?",
-    "completion_tokens": "int?",
+    "prompt_tokens": "int32?",
+    "completion_tokens": "int32?",
 }
 _TOOL_CALL_KINDS = {"id": "str", "name": "str", "arguments": "any"}
 _TOP_FIELDS = tuple(name for name in FIELD_KINDS if name not in OUTCOME_FIELDS)

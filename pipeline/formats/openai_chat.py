@@ -76,8 +76,8 @@ _MESSAGE_KINDS = {
     "tool_call_id": "str?",
     "error": "str?",
     "latency_ms": "float?",
-    "prompt_tokens": "int?",
-    "completion_tokens": "int?",
+    "prompt_tokens": "int32?",
+    "completion_tokens": "int32?",
 }
 # Step attribute ← message key, for the keys that map one to one.
 _MESSAGE_FIELDS = {

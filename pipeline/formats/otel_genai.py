@@ -290,9 +290,9 @@ def _steps(root: _Span, children: list[_Span]) -> list[Step]:
                     replace(
                         _step(outputs[0].value, len(steps), outputs[0].path),
                         latency_ms=span.latency_ms,
-                        prompt_tokens=check(span.attrs.get(_IN_TOKENS), "int?", f"{where} {_IN_TOKENS}"),
+                        prompt_tokens=check(span.attrs.get(_IN_TOKENS), "int32?", f"{where} {_IN_TOKENS}"),
                         completion_tokens=check(
-                            span.attrs.get(_OUT_TOKENS), "int?", f"{where} {_OUT_TOKENS}"
+                            span.attrs.get(_OUT_TOKENS), "int32?", f"{where} {_OUT_TOKENS}"
                         ),
                     )
                 )

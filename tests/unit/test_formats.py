@@ -562,6 +562,18 @@ REASON_CASES: list[tuple[str, str, bytes, str]] = [
         jsonl(openai_record(messages=[{"role": "user", "content": 7}])),
         "messages[0].content: expected array, got integer",
     ),
+    (  # token counts and step indices are stored in 32-bit columns: beyond them is wrong_type
+        "wrong_type",  # (it used to stop the whole partition's write with a DuckDB conversion error)
+        "canonical",
+        canonical_line(steps=[{"index": 0, "role": "user", "content": "x", "prompt_tokens": 2**40}]),
+        "steps[0].prompt_tokens: 1099511627776 is outside the 32-bit integer range",
+    ),
+    (
+        "wrong_type",
+        "openai_chat",
+        jsonl(openai_record(messages=[{"role": "user", "content": "x", "completion_tokens": -(2**31) - 1}])),
+        "messages[0].completion_tokens: -2147483649 is outside the 32-bit integer range",
+    ),
     (
         "wrong_type",
         "otel_genai",
@@ -1098,6 +1110,7 @@ def test_content_digest_is_the_digest_of_the_record_without_provenance() -> None
     t = full_trajectory()
     body = dataclasses.asdict(t)
     del body["provenance"]
-    expected = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()
+    canonical_json = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    expected = hashlib.sha256(canonical_json.encode()).hexdigest()
     assert content_digest(t) == expected
     assert content_digest(dataclasses.replace(t, provenance=dataclasses.replace(t.provenance, line=99))) == expected

@@ -1,0 +1,52 @@
+"""Parsing a partition's files in worker processes (what raw_agent_logs does) gives exactly
+the tables and counts of parsing them one by one in this process, and DuckDB stores the
+Arrow tables the workers return exactly as it stores row dicts."""
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pipeline.ingest import SourceFile, file_workers, ingest_files, ingest_files_columnar
+from pipeline.simulator import simulate
+from pipeline.warehouse import partition_digests, replace_partition, to_arrow
+
+
+@pytest.fixture(scope="module")
+def landing_files(tmp_path_factory: pytest.TempPathFactory) -> list[SourceFile]:
+    out = tmp_path_factory.mktemp("sim")
+    simulate(days=1, per_day=80, out_dir=out, seed=13)
+    [day] = sorted((out / "landing").iterdir())
+    return [SourceFile(p.name, f"lakefs://raw/c0/dt={day.name}/{p.name}", p.read_bytes())
+            for p in sorted(day.iterdir())]
+
+
+def test_worker_processes_give_the_serial_tables_and_counts(landing_files: list[SourceFile]) -> None:
+    serial = ingest_files(landing_files, partition="p", raw_commit="c0")
+    with file_workers(2) as map_files:
+        parallel = ingest_files_columnar(landing_files, partition="p", raw_commit="c0", map_files=map_files)
+    assert parallel.files == serial.files
+    assert (parallel.records_read, parallel.ingested, parallel.quarantined) == (
+        serial.records_read, serial.ingested, serial.quarantined)
+    assert serial.quarantined > 0 and len(serial.tables["tool_calls"]) > 0  # the mess was planted
+    for table, rows in serial.tables.items():
+        assert parallel.tables[table].to_pylist() == to_arrow(rows, table).to_pylist(), table
+
+
+def test_one_worker_means_this_process(landing_files: list[SourceFile]) -> None:
+    with file_workers(1) as map_files:
+        assert map_files is map
+        result = ingest_files_columnar(landing_files[:2], partition="p", raw_commit="c0", map_files=map_files)
+    assert result.records_read == result.ingested + result.quarantined > 0
+
+
+def test_arrow_tables_and_row_dicts_store_the_same_partition(landing_files: list[SourceFile], tmp_path: Path) -> None:
+    rows = ingest_files(landing_files, partition="p", raw_commit="c0").tables
+    columnar = ingest_files_columnar(landing_files, partition="p", raw_commit="c0").tables
+    digests = []
+    for name, tables in (("rows", rows), ("arrow", columnar)):
+        with duckdb.connect(str(tmp_path / f"{name}.duckdb")) as con:
+            written = replace_partition(con, "p", tables)
+            digests.append(partition_digests(con, "p"))
+        assert written["trajectories"] == len(rows["trajectories"]) > 0
+    assert digests[0] == digests[1]
