@@ -16,7 +16,9 @@ import fnmatch
 import hashlib
 import json
 import multiprocessing
+import os
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
@@ -365,13 +367,13 @@ def file_workers(workers: int) -> Iterator[MapFiles]:
     The processes fork from a forkserver that imports ingestion once (no fork of a threaded
     Dagster process, no imports per worker; pandas too, which pyarrow imports on the first
     `from_pylist`). Starting it takes a few hundred ms, so a thread starts it while the
-    caller does its own I/O."""
+    caller does its own I/O. Each worker exits when this process dies (see `_exit_with`)."""
     if workers <= 1:
         yield map
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["pipeline.ingest", "pandas"])
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)) as pool:
         # The pool spawns a process per submit while none is idle: one no-op per worker.
         starter = threading.Thread(target=lambda: [pool.submit(int) for _ in range(workers)], daemon=True)
         starter.start()
@@ -379,3 +381,27 @@ def file_workers(workers: int) -> Iterator[MapFiles]:
             yield pool.map
         finally:
             starter.join()
+
+
+OWNER_POLL_SECONDS = 0.5
+
+
+def _exit_with(owner_pid: int) -> None:
+    """Worker initializer: exit as soon as the pool's owner is dead or a zombie. A step that is
+    SIGKILLed (OOM, a cancelled run) cannot shut its pool down, and an idle worker would wait
+    on its task queue forever, holding the step's stdout and the forkserver open."""
+    import psutil
+
+    owner = psutil.Process(owner_pid)
+
+    def watch() -> None:
+        while True:
+            try:
+                if not owner.is_running() or owner.status() == psutil.STATUS_ZOMBIE:
+                    break
+            except psutil.Error:
+                break
+            time.sleep(OWNER_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-owner", daemon=True).start()

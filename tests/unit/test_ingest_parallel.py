@@ -50,3 +50,39 @@ def test_arrow_tables_and_row_dicts_store_the_same_partition(landing_files: list
             digests.append(partition_digests(con, "p"))
         assert written["trajectories"] == len(rows["trajectories"]) > 0
     assert digests[0] == digests[1]
+
+
+def test_workers_exit_when_the_step_that_owns_them_is_killed() -> None:
+    """A SIGKILLed step cannot shut its pool down: its idle workers must notice and exit, or
+    they wait forever on their task queue, holding the step's stdout pipe open."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    owner = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, time, psutil\n"
+         "from pipeline.ingest import file_workers\n"
+         "with file_workers(2) as map_files:\n"
+         "    assert list(map_files(abs, [-1, -2])) == [1, 2]\n"
+         "    me = psutil.Process()\n"
+         "    print(' '.join(str(p.pid) for p in me.children(recursive=True)), flush=True)\n"
+         "    time.sleep(600)\n"],
+        stdout=subprocess.PIPE, text=True)
+    assert owner.stdout is not None
+    descendants = [psutil.Process(int(pid)) for pid in owner.stdout.readline().split()]
+    assert len(descendants) >= 3  # the forkserver and two workers (and the resource tracker)
+    owner.send_signal(signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                                              for p in descendants):
+        time.sleep(0.2)
+    left = [p.pid for p in descendants if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for pid in left:  # don't leave them to the next test
+        psutil.Process(pid).kill()
+    assert left == []
+    assert owner.stdout.read() == ""  # EOF: nothing holds the pipe any more
+    owner.wait()
