@@ -134,9 +134,11 @@ _ORJSON_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATACLASS
 
 
 def _json(value: Any) -> str:
-    """Compact JSON, keys sorted: by orjson (several times faster than the stdlib on
-    ingestion's hot path); the stdlib writes the same text for what orjson refuses (integers
-    beyond 64 bits, nesting deeper than 254 levels)."""
+    """Compact JSON, keys sorted, by orjson (several times faster than the stdlib on
+    ingestion's hot path). Values come from strict JSON (formats reject NaN and Infinity,
+    which orjson would write as null). The stdlib writes what orjson refuses (integers beyond
+    64 bits, nesting deeper than 254 levels); its floats may be spelled differently (1e-07
+    for 1e-7), but always the same way for the same value."""
     try:
         return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS).decode()
     except orjson.JSONEncodeError:
@@ -271,8 +273,14 @@ def _rows_or_quarantine(parsed: Parsed, partition: str) -> dict[str, list[dict[s
     except (RecursionError, UnicodeError, ValueError) as error:
         p = parsed.trajectory.provenance
         detail = f"{type(error).__name__} while storing the record: {error}"
-        return Quarantined("parse_error", detail[:500], p.source_uri, p.line,
-                           f"trajectory_id={parsed.trajectory.trajectory_id}")
+        excerpt = f"trajectory_id={parsed.trajectory.trajectory_id}"
+        # The error may quote the very character that cannot be stored (a lone surrogate):
+        # the quarantine row must itself be storable.
+        return Quarantined("parse_error", _storable(detail[:500]), p.source_uri, p.line, _storable(excerpt))
+
+
+def _storable(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def ingest_file(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,9 +18,9 @@ from typing import Any, Iterable, Mapping
 
 MAIN = "main"
 # Object reads and writes in flight at once. One at a time, each request waits on its own
-# round trip (~15 ms per file against a local server); the SDK's connection pool is thread-safe
-# and holds more connections than this.
-IO_THREADS = 8
+# round trip (~15 ms per file against a local server). The SDK's connection pool is
+# thread-safe and holds 5 connections per CPU: no more threads than that.
+IO_THREADS = min(8, 5 * (os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)

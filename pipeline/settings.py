@@ -141,7 +141,8 @@ def get_settings() -> Settings:
         ),
         dagster_port=int(_env("DAGSTER_PORT", "3000")),
         dbt_target=_env("DBT_TARGET", "duckdb"),
-        ingest_workers=int(_env("INGEST_WORKERS", str(os.cpu_count() or 1))),
+        # The CPUs this process may run on (affinity, cpusets), not every CPU of the host.
+        ingest_workers=int(_env("INGEST_WORKERS", str(len(os.sched_getaffinity(0))))),
         partition_start=_env("PARTITION_START", "2026-11-01"),
         nightly_cron=_env("NIGHTLY_CRON", "0 2 * * *"),
     )

@@ -120,7 +120,9 @@ def replace_partition(
     Each table is given as row dicts or as an Arrow table of `arrow_schema`."""
     ensure_tables(con, schema)
     written: dict[str, int] = {}
-    # Readers order explicitly; not keeping arrival order lets DuckDB insert in parallel.
+    # Readers order explicitly; not keeping arrival order lets DuckDB insert in parallel. The
+    # setting is the database's, not this connection's: put back whatever it was.
+    [(keep_order,)] = con.execute("SELECT current_setting('preserve_insertion_order')").fetchall()
     con.execute("SET preserve_insertion_order = false")
     con.execute("BEGIN TRANSACTION")
     try:
@@ -138,7 +140,7 @@ def replace_partition(
         con.execute("ROLLBACK")
         raise
     finally:
-        con.execute("RESET preserve_insertion_order")
+        con.execute(f"SET preserve_insertion_order = {bool(keep_order)}")
     return written
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -170,9 +171,26 @@ def check_size(size: int, max_bytes: int) -> None:
         raise RecordError("record_too_large", f"record is {size} bytes, over the limit of {max_bytes}")
 
 
+def _finite_number(literal: str) -> float:
+    number = float(literal)
+    if math.isinf(number):
+        raise ValueError(f"{literal[:20]} is beyond the range of a number")
+    return number
+
+
+def _not_a_json_number(constant: str) -> float:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+# Strict RFC 8259 JSON: Python's json module also reads NaN and Infinity, and turns a literal
+# beyond the float range into inf. Neither is JSON, DuckDB's JSON columns and downstream tools
+# would carry or choke on them, and orjson (which writes the JSON columns) would write null.
+STRICT_JSON = json.JSONDecoder(parse_float=_finite_number, parse_constant=_not_a_json_number)
+
+
 def loads(text: str, where: str) -> Any:
     try:
-        return json.loads(text)
+        return STRICT_JSON.decode(text)
     except json.JSONDecodeError as err:
         truncated = " (truncated?)" if err.pos >= len(text.rstrip()) else ""
         detail = f"{where}: {err.msg} at column {err.colno}{truncated}"
@@ -275,7 +293,8 @@ def _check_slowly(value: Any, kind: str, path: str) -> Any:
         except OverflowError:  # a JSON integer beyond any float
             raise RecordError("wrong_type", f"{path}: {str(value)[:20]}... is too large for a number") from None
     if ok and base == "int32" and value not in _INT32:
-        raise RecordError("wrong_type", f"{path}: {str(value)[:20]} is outside the 32-bit integer range")
+        shown = str(value) if abs(value) < 10**20 else f"{str(value)[:20]}..."
+        raise RecordError("wrong_type", f"{path}: {shown} is outside the 32-bit integer range")
     if ok:
         return value
     expected = _KIND_NAMES[base] + (" or null" if nullable else "")
@@ -347,7 +366,7 @@ def parse_arguments(value: Any, path: str) -> dict[str, Any]:
             "wrong_type", f"{path}: expected object or JSON string, got {json_type(value)}"
         )
     try:
-        parsed = json.loads(value)
+        parsed = STRICT_JSON.decode(value)
     except json.JSONDecodeError as err:
         detail = f"{path}: not valid JSON ({err.msg} at column {err.colno})"
         raise RecordError("invalid_tool_arguments", detail) from None

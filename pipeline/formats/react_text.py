@@ -53,6 +53,7 @@ from pipeline.formats._common import (
     MISSING,
     At,
     Record,
+    STRICT_JSON,
     RecordError,
     Source,
     assemble,
@@ -237,7 +238,7 @@ def _action(turn: _Turn, call_id: str) -> ToolCall:
 
 def _json_or_text(text: str) -> Any:
     try:
-        return json.loads(text)
+        return STRICT_JSON.decode(text)
     except ValueError:
         return text
 

@@ -562,6 +562,12 @@ REASON_CASES: list[tuple[str, str, bytes, str]] = [
         jsonl(openai_record(messages=[{"role": "user", "content": 7}])),
         "messages[0].content: expected array, got integer",
     ),
+    ("invalid_json", "canonical", canonical_line(extra=None)[:-2] + b', "extra": {"x": NaN}}\n',
+     "line is not valid JSON: NaN is not a JSON number"),
+    ("invalid_json", "canonical", canonical_line(extra=None)[:-2] + b', "extra": {"x": -Infinity}}\n',
+     "line is not valid JSON: -Infinity is not a JSON number"),
+    ("invalid_json", "canonical", canonical_line(extra=None)[:-2] + b', "extra": {"x": 1e400}}\n',
+     "line is not valid JSON: 1e400 is beyond the range of a number"),
     (  # token counts and step indices are stored in 32-bit columns: beyond them is wrong_type
         "wrong_type",  # (it used to stop the whole partition's write with a DuckDB conversion error)
         "canonical",
@@ -1102,15 +1108,27 @@ def test_parse_is_lazy() -> None:
 
 
 def test_content_digest_is_the_digest_of_the_record_without_provenance() -> None:
-    """Pinned to its definition, so a faster implementation cannot silently change every digest."""
+    """Pinned to its definition, so a faster implementation cannot silently change every digest:
+    sha256 of the record without provenance as compact JSON, keys sorted, written by orjson,
+    or by the stdlib where orjson refuses (an integer beyond 64 bits)."""
     import hashlib
+
+    import orjson
 
     from pipeline.ingest import content_digest
 
-    t = full_trajectory()
-    body = dataclasses.asdict(t)
-    del body["provenance"]
-    canonical_json = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
-    expected = hashlib.sha256(canonical_json.encode()).hexdigest()
-    assert content_digest(t) == expected
-    assert content_digest(dataclasses.replace(t, provenance=dataclasses.replace(t.provenance, line=99))) == expected
+    def without_provenance(t: Trajectory) -> dict[str, Any]:
+        body = dataclasses.asdict(t)
+        del body["provenance"]
+        return body
+
+    t = dataclasses.replace(full_trajectory(), extra={"logprob": -3.1e-07})
+    by_orjson = orjson.dumps(without_provenance(t), option=orjson.OPT_SORT_KEYS)
+    assert b'"logprob":-3.1e-7' in by_orjson  # orjson's spelling (the stdlib's is -3.1e-07)
+    assert content_digest(t) == hashlib.sha256(by_orjson).hexdigest()
+    moved = dataclasses.replace(t, provenance=dataclasses.replace(t.provenance, line=99))
+    assert content_digest(moved) == content_digest(t)
+
+    wide = dataclasses.replace(t, extra={"logprob": -3.1e-07, "big": 2**70})
+    by_stdlib = json.dumps(without_provenance(wide), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    assert content_digest(wide) == hashlib.sha256(by_stdlib.encode()).hexdigest()

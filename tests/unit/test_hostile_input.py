@@ -236,3 +236,21 @@ def test_a_deeply_nested_but_valid_record_is_ingested_and_stored() -> None:
     assert (result.records_read, result.ingested, result.quarantined) == (1, 1, 0)
     with duckdb.connect() as con:
         assert replace_partition(con, "p", result.tables)["trajectories"] == 1
+
+
+def test_the_asset_path_stores_the_whole_corpus(manifest: HostileManifest, tmp_path: Path) -> None:
+    """What raw_agent_logs does: parse in worker processes, Arrow back, one DuckDB write. No
+    hostile value may stop the write, and every record is in exactly one table."""
+    import duckdb
+
+    from pipeline.ingest import file_workers, ingest_files_columnar
+    from pipeline.warehouse import replace_partition
+
+    files = [SourceFile(f.name, _uri(f.name), (manifest.out_dir / f.name).read_bytes()) for f in manifest.files]
+    with file_workers(2) as map_files:
+        result = ingest_files_columnar(files, partition="2026-11-21", raw_commit="c", map_files=map_files)
+    with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
+        written = replace_partition(con, "2026-11-21", result.tables)
+    assert (result.records_read, result.ingested, result.quarantined) == (
+        manifest.records, manifest.ingested, manifest.quarantined)
+    assert (written["trajectories"], written["quarantine"]) == (manifest.ingested, manifest.quarantined)

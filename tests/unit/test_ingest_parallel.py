@@ -86,3 +86,22 @@ def test_workers_exit_when_the_step_that_owns_them_is_killed() -> None:
     assert left == []
     assert owner.stdout.read() == ""  # EOF: nothing holds the pipe any more
     owner.wait()
+
+
+def test_a_record_whose_id_cannot_be_stored_is_quarantined_and_the_file_still_stored() -> None:
+    """A lone surrogate (valid JSON escape, not UTF-8) in the trajectory id: the record is
+    quarantined with an excerpt that can itself be stored, and the rest of the file is kept."""
+    from pipeline.formats import export
+    from pipeline.ingest import IngestRules, ingest_file_columnar
+
+    from test_formats import full_trajectory
+
+    good = export("canonical", [full_trajectory("t-ok")])
+    bad = good.replace(b'"t-ok"', b'"t-\\ud800"')
+    assert bad != good
+    part = ingest_file_columnar(SourceFile("c.jsonl", "lakefs://raw/c0/c.jsonl", good + bad),
+                                partition="p", raw_commit="c0", rules=IngestRules())
+    [stats] = part.files
+    assert (stats.records_read, stats.ingested, stats.quarantined) == (2, 1, 1)
+    [row] = part.tables["quarantine"].to_pylist()
+    assert row["reason"] == "parse_error" and row["raw_excerpt"] == "trajectory_id=t-\\ud800"
