@@ -38,10 +38,10 @@ from pipeline.formats import (
     quarantine_unknown_format,
 )
 from pipeline.record import Trajectory, shallow_fields
-from pipeline.warehouse import arrow_schema, to_arrow
+from pipeline.warehouse import RAW_SCHEMA, SCHEMAS, arrow_schema, to_arrow
 
 DETECTION_HEAD_BYTES = 64 * 1024
-TABLES = ("trajectories", "steps", "tool_calls", "feedback", "quarantine")
+TABLES = tuple(SCHEMAS[RAW_SCHEMA])  # the canonical tables and the quarantine
 
 
 @dataclass(frozen=True)

@@ -303,7 +303,7 @@ def _check_slowly(value: Any, kind: str, path: str) -> Any:
 
 def check_items(values: list[Any], kind: str, path: str) -> list[Any]:
     """Each item of an already checked list as `kind` (item paths built only for an error)."""
-    return [check(item, kind, join(path, i)) if type(item) not in _PASS_AS_IS[kind] else item
+    return [item if type(item) in _PASS_AS_IS[kind] else _check_slowly(item, kind, join(path, i))
             for i, item in enumerate(values)]
 
 

@@ -150,6 +150,12 @@ def _exported(fmt: str, mapping: OpenAIMapping | None) -> bytes:
     return export(fmt, [full_trajectory("t-1"), minimal_trajectory("t-2")], mapping)
 
 
+def _at(value: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        value = value[key]
+    return value
+
+
 def _json_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """Every path (keys / indices) to a value inside `value`, the root included."""
     paths = [path]
@@ -195,21 +201,13 @@ def test_a_valid_record_with_one_value_replaced_never_raises(
     arbitrary JSON value: still the contract (one record per line for the JSONL formats)."""
     record = json.loads(_exported(fmt, mapping).splitlines()[0])
     *parents, last = data.draw(st.sampled_from(_json_paths(record)[1:]), label="path")
-    node = record
-    for key in parents:
-        node = node[key]
+    node = _at(record, tuple(parents))
     if isinstance(node, dict) and data.draw(st.booleans(), label="delete"):
         del node[last]
     else:
         node[last] = data.draw(json_values, label="value")
     line = json.dumps(record, ensure_ascii=False).encode() + b"\n"
     check_records(line, fmt, mapping)
-
-
-def _at(value: Any, path: tuple[Any, ...]) -> Any:
-    for key in path:
-        value = value[key]
-    return value
 
 
 def _is_number(value: Any) -> bool:
