@@ -22,6 +22,7 @@ Round trip (`parse_file(export(...))`) keeps every field except:
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
@@ -142,16 +143,18 @@ class OpenAIMapping:
         changes: dict[str, Any] = {k: tuple(v) if k == "request_params" else v for k, v in spec.items()}
         return replace(base, **changes)
 
+    @functools.cache  # noqa: B019 - a handful of immutable mappings, each asked once per record
     def field_paths(self) -> dict[str, str]:
-        """Trajectory field → path, for the fields mapped one to one."""
+        """Trajectory field → path, for the fields mapped one to one (do not modify)."""
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)
             if f.name in FIELD_KINDS and f.name != "request_params"
         }
 
-    def paths(self) -> set[str]:
-        return {self.id, self.messages, *self.field_paths().values(), *self.request_params}
+    @functools.cache  # noqa: B019 - as field_paths
+    def paths(self) -> frozenset[str]:
+        return frozenset({self.id, self.messages, *self.field_paths().values(), *self.request_params})
 
     def param_path(self, key: str) -> str:
         return next((p for p in self.request_params if p.rsplit(".", 1)[-1] == key), key)
@@ -288,7 +291,7 @@ def _tool_call(value: Any, path: str, extra: dict[str, Any]) -> ToolCall:
     return ToolCall(call["id"], fn["name"], parse_arguments(fn["arguments"], join(fn_path, "arguments")))
 
 
-def _leftovers(obj: dict[str, Any], known: set[str], prefix: str = "") -> dict[str, Any]:
+def _leftovers(obj: dict[str, Any], known: frozenset[str], prefix: str = "") -> dict[str, Any]:
     """Values not under a mapped path, keyed by their path (recursing only into objects that
     hold mapped paths)."""
     out: dict[str, Any] = {}

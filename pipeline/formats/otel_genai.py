@@ -112,6 +112,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ISO = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:?\d\d)?\Z")
 _INTEGER = re.compile(r"-?\d+\Z")
 _ANY_SCALARS = {"stringValue": "str", "bytesValue": "str", "boolValue": "bool", "doubleValue": "float"}
+_EXACT_SCALARS = {"stringValue": str, "bytesValue": str, "boolValue": bool, "doubleValue": float}
 
 
 @dataclass(frozen=True)
@@ -380,9 +381,20 @@ def _text(value: Any) -> str | None:
 def _attributes(items: Any, path: str) -> dict[str, Any]:
     out = {}
     for i, item in enumerate(check(items, "list", path)):
-        item = check(item, "object", join(path, i))
-        key = required(item, "key", "str", join(path, i))
-        out[key] = _any(item.get("value") or {}, join(path, key))
+        if type(item) is not dict or type(key := item.get("key")) is not str:
+            item = check(item, "object", join(path, i))
+            key = required(item, "key", "str", join(path, i))
+        value = item.get("value") or {}
+        # The common AnyValue, one scalar of its exact type, is read without building its path.
+        if type(value) is dict and len(value) == 1:
+            [(kind, inner)] = value.items()
+            if type(inner) is _EXACT_SCALARS.get(kind):
+                out[key] = inner
+                continue
+            if kind == "intValue" and type(inner) is str and len(inner) <= 21 and _INTEGER.match(inner):
+                out[key] = int(inner)
+                continue
+        out[key] = _any(value, join(path, key))
     return out
 
 

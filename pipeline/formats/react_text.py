@@ -53,7 +53,7 @@ from pipeline.formats._common import (
     MISSING,
     At,
     Record,
-    STRICT_JSON,
+    strict_json,
     RecordError,
     Source,
     assemble,
@@ -238,7 +238,7 @@ def _action(turn: _Turn, call_id: str) -> ToolCall:
 
 def _json_or_text(text: str) -> Any:
     try:
-        return STRICT_JSON.decode(text)
+        return strict_json(text)
     except ValueError:
         return text
 
