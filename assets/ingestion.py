@@ -4,8 +4,16 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from pipeline.faults import failpoint
-from pipeline.ingest import FileStats, IngestRules, SourceFile, file_workers, ingest_files_columnar
-from pipeline.lakefs_store import commit_partition_files, read_objects
+from pipeline.ingest import (
+    FileStats,
+    IngestRules,
+    SourceFile,
+    bind_commit,
+    file_workers,
+    merge_columnar,
+    parse_files_columnar,
+)
+from pipeline.lakefs_store import commit_partition_files, partition_prefix, verify_commit
 from pipeline.operations import TRANSIENT_RETRY
 from pipeline.partitions import daily_partitions
 from pipeline.redaction import redact_tables
@@ -31,8 +39,9 @@ class IngestConfig(dg.Config):
     retry_policy=TRANSIENT_RETRY,
     description=(
         "The day's landing files, committed unchanged to the raw-logs lakeFS repository and "
-        "parsed from that commit into canonical tables raw.trajectories/steps/tool_calls/"
-        "feedback; every record that cannot be parsed goes to raw.quarantine with a reason."
+        "parsed into canonical tables raw.trajectories/steps/tool_calls/feedback, each row "
+        "naming the commit (checked to hold the parsed bytes); every record that cannot be "
+        "parsed goes to raw.quarantine with a reason."
     ),
 )
 def raw_agent_logs(
@@ -53,21 +62,21 @@ def raw_agent_logs(
         context.log.warning(f"no landing files in {landing}; the partition will be empty")
 
     rules = IngestRules(config.format_overrides, config.openai_mappings)
-    # Worker processes parse the files; they start while the files are being committed.
+    # The files are parsed in worker processes while lakeFS commits them: rows name their file
+    # by its object path until the commit exists, then `bind_commit` makes them name it.
     with file_workers(min(settings.ingest_workers, len(files))) as map_files:
+        parsing = parse_files_columnar(
+            [SourceFile(name=name, uri=partition_prefix(partition) + name, data=data) for name, data in files.items()],
+            partition=partition, raw_commit=None, rules=rules, map_files=map_files,
+        )
         repo = lakefs.ensure_repository(settings.raw_repo)
         raw = commit_partition_files(repo, partition, files, run_id=context.run.run_id)
         context.log.info(f"committed {len(raw.paths)} raw files as {raw.commit_id}")
         failpoint("ingest.raw_committed")
-        del files  # what is parsed is read back from the commit: don't hold the partition twice
-
-        committed = (
-            SourceFile(name=path.rsplit("/", 1)[-1], uri=f"lakefs://{raw.repo}/{raw.commit_id}/{path}", data=data)
-            for path, data in read_objects(repo, raw.commit_id, sorted(raw.paths.values()))
-        )
-        result = ingest_files_columnar(
-            committed, partition=partition, raw_commit=raw.commit_id, rules=rules, map_files=map_files
-        )
+        # What was parsed is what the commit holds, byte for byte, or nothing is written.
+        verify_commit(repo, raw, files)
+        result = bind_commit(merge_columnar(parsing), f"lakefs://{raw.repo}/{raw.commit_id}/", raw.commit_id)
+    del files
     if result.records_read != result.ingested + result.quarantined:
         raise dg.Failure(
             f"accounting broken for {partition}: read {result.records_read}, ingested "

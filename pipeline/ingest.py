@@ -22,12 +22,13 @@ import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field, is_dataclass
+from dataclasses import dataclass, field, is_dataclass, replace
 from functools import partial
 from typing import Any, Callable, Generic, Iterable, Iterator, Mapping, TypeVar
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.formats import (
     OpenAIMapping,
@@ -348,10 +349,29 @@ def ingest_files_columnar(
     map_files: MapFiles = map,
 ) -> IngestResult[pa.Table]:
     """`ingest_files` as Arrow tables, one file per call of `map_files` (a process pool's
-    `map` parses files in parallel). Arrow pickles back from a worker cheaply and DuckDB
-    scans it in place; row dicts would cost the parent as much again to rebuild."""
-    parse_one = partial(ingest_file_columnar, partition=partition, raw_commit=raw_commit, rules=rules)
-    parts = list(map_files(parse_one, files))
+    `map` parses files in parallel)."""
+    return merge_columnar(
+        parse_files_columnar(files, partition=partition, raw_commit=raw_commit, rules=rules, map_files=map_files)
+    )
+
+
+def parse_files_columnar(
+    files: Iterable[SourceFile],
+    *,
+    partition: str,
+    raw_commit: str | None,
+    rules: IngestRules = IngestRules(),
+    map_files: MapFiles = map,
+) -> Iterator[IngestResult[pa.Table]]:
+    """Each file's `ingest_file_columnar`, in file order. A process pool's `map` starts on all
+    files at once (the caller can do its own I/O meanwhile); the builtin `map` parses each
+    file as it is consumed."""
+    return map_files(partial(ingest_file_columnar, partition=partition, raw_commit=raw_commit, rules=rules), files)
+
+
+def merge_columnar(parts: Iterable[IngestResult[pa.Table]]) -> IngestResult[pa.Table]:
+    """Per-file results as one: each table concatenated, file stats in order."""
+    parts = list(parts)
     return IngestResult(
         {table: pa.concat_tables([arrow_schema(table).empty_table()] + [p.tables[table] for p in parts])
          for table in TABLES},
@@ -362,9 +382,37 @@ def ingest_files_columnar(
 def ingest_file_columnar(
     source: SourceFile, *, partition: str, raw_commit: str | None, rules: IngestRules
 ) -> IngestResult[pa.Table]:
-    """`ingest_file` with each table as Arrow (what a worker process returns)."""
+    """`ingest_file` with each table as Arrow (what a worker process returns: Arrow pickles
+    back cheaply and DuckDB scans it in place; row dicts would cost the parent as much again
+    to rebuild)."""
     part = ingest_file(source, partition=partition, raw_commit=raw_commit, rules=rules)
     return IngestResult({table: to_arrow(rows, table) for table, rows in part.tables.items()}, part.files)
+
+
+# The columns that name where a record was read from (the rest of a row is the same for any
+# commit holding the same bytes).
+_SOURCE_URI_COLUMNS = {"trajectories": "source_uri", "quarantine": "source_uri"}
+
+
+def bind_commit(result: IngestResult[pa.Table], uri_prefix: str, raw_commit: str) -> IngestResult[pa.Table]:
+    """Files parsed before their commit existed, as read from it: parse them with their
+    object path as `SourceFile.uri` and `raw_commit=None`; this prefixes every source URI
+    with `uri_prefix` (`lakefs://repo/<commit>/`) and sets `raw_commit`. The result equals
+    parsing the committed files with their full URIs."""
+    trajectories = result.tables["trajectories"]
+    if trajectories["raw_commit"].null_count != trajectories.num_rows:
+        raise ValueError("these rows were parsed with a raw commit already")
+    tables = dict(result.tables)
+    for table, column in _SOURCE_URI_COLUMNS.items():
+        t = tables[table]
+        uris = pc.binary_join_element_wise(pa.scalar(uri_prefix), t[column], "")
+        tables[table] = t.set_column(t.schema.get_field_index(column), column, uris)
+    trajectories = tables["trajectories"]
+    tables["trajectories"] = trajectories.set_column(
+        trajectories.schema.get_field_index("raw_commit"), "raw_commit",
+        pa.repeat(pa.scalar(raw_commit, pa.string()), trajectories.num_rows))
+    files = [replace(f, uri=uri_prefix + f.uri) for f in result.files]
+    return IngestResult(tables, files)
 
 
 @contextmanager
@@ -387,6 +435,10 @@ def file_workers(workers: int) -> Iterator[MapFiles]:
         starter.start()
         try:
             yield pool.map
+        except BaseException:
+            # Files not yet parsed would be parsed before the pool exits: drop them.
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
         finally:
             starter.join()
 

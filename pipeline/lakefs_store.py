@@ -3,7 +3,9 @@
 A partition's landing files are written on a short-lived branch, committed with metadata
 that says what they are (partition, checksums, Dagster run id), and merged into `main`.
 The commit on that branch is the immutable id everything downstream records; reads always
-go through a commit id, never a branch head.
+go through a commit id, never a branch head. `verify_commit` checks that a commit holds
+exactly the bytes a caller still has in memory (ingestion parses those instead of
+downloading the commit again).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ IO_THREADS = min(8, 5 * (os.cpu_count() or 1))
 class RawCommit:
     repo: str
     commit_id: str  # commit on the ingest branch holding exactly this partition's files
+    prefix: str  # the partition's folder in the repository
     merge_commit_id: str  # the merge of that commit into main
     paths: dict[str, str]  # file name -> object path in the repository
     checksums: dict[str, str]  # file name -> sha256 hex
@@ -99,7 +102,41 @@ def commit_partition_files(
         allow_empty=True,
     )
     branch.delete()
-    return RawCommit(repo.id, commit.id, merge_commit, paths, checksums)
+    return RawCommit(repo.id, commit.id, prefix, merge_commit, paths, checksums)
+
+
+class CommitMismatch(RuntimeError):
+    """A commit does not hold the bytes that were uploaded to it."""
+
+
+def verify_commit(repo: Any, raw: RawCommit, files: Mapping[str, bytes]) -> None:
+    """Raise CommitMismatch unless `raw.commit_id` holds exactly `files` under `raw.prefix`.
+
+    One listing of the commit gives each object's size and the checksum lakeFS computed from
+    the bytes it stored: the MD5 hex digest on the local and S3 (single-part) blockstores,
+    compared with the MD5 of the bytes here. An object whose checksum has another form is
+    read back and compared byte for byte."""
+    listed = {obj.path: obj for obj in repo.ref(raw.commit_id).objects(prefix=raw.prefix)}
+    expected = {raw.paths[name]: data for name, data in files.items()}
+    problems = [f"{path}: not in the commit" for path in sorted(expected.keys() - listed.keys())]
+    problems += [f"{path}: not uploaded" for path in sorted(listed.keys() - expected.keys())]
+    unverified = []
+    for path in sorted(expected.keys() & listed.keys()):
+        data, stats = expected[path], listed[path]
+        if stats.size_bytes != len(data):
+            problems.append(f"{path}: {stats.size_bytes} bytes in the commit, {len(data)} uploaded")
+        elif not _MD5_HEX.fullmatch(stats.checksum or ""):
+            unverified.append(path)
+        elif stats.checksum != hashlib.md5(data, usedforsecurity=False).hexdigest():
+            problems.append(f"{path}: checksum {stats.checksum} differs from the uploaded bytes'")
+    problems += [f"{path}: its bytes in the commit differ from the uploaded ones"
+                 for path, data in read_objects(repo, raw.commit_id, unverified) if data != expected[path]]
+    if problems:
+        raise CommitMismatch(f"commit {raw.commit_id} of {raw.repo} does not hold the uploaded files: "
+                             + "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
+
+
+_MD5_HEX = re.compile(r"[0-9a-f]{32}")
 
 
 def read_objects(repo: Any, commit_id: str, paths: Iterable[str]) -> list[tuple[str, bytes]]:

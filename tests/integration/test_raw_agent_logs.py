@@ -80,11 +80,12 @@ def test_partition_is_committed_parsed_and_accounted_for(lakefs_server, landing,
         assert stored == path.read_bytes()
         assert checksums[path.name] == hashlib.sha256(stored).hexdigest()
 
-    # Every row points at its raw file at that commit.
+    # Every row, quarantined ones too, points at its raw file at that commit.
     with duckdb.connect(str(db_path)) as con:
         commits = con.execute("select distinct raw_commit from raw.trajectories").fetchall()
         prefixes = con.execute(
-            "select count(*) from raw.trajectories where source_uri not like ?",
+            "select (select count(*) from raw.trajectories where source_uri not like $1)"
+            " + (select count(*) from raw.quarantine where source_uri not like $1)",
             [f"lakefs://raw-logs-ingest-test/{meta['raw_commit']}/dt={DAY}/%"],
         ).fetchall()[0][0]
         reasons = con.execute("select count(*) from raw.quarantine where reason is null or detail = ''").fetchall()[0][0]

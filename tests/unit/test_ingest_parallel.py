@@ -52,6 +52,27 @@ def test_arrow_tables_and_row_dicts_store_the_same_partition(landing_files: list
     assert digests[0] == digests[1]
 
 
+def test_rows_parsed_before_the_commit_existed_name_it_once_bound(landing_files: list[SourceFile]) -> None:
+    """raw_agent_logs parses while lakeFS commits: files named by their object path, then
+    bound to the commit, give exactly the tables of parsing the committed URIs."""
+    from dataclasses import replace
+
+    from pipeline.ingest import bind_commit
+
+    prefix = "lakefs://raw/c0/"
+    by_path = [replace(f, uri=f.uri.removeprefix(prefix)) for f in landing_files]
+    with file_workers(2) as map_files:
+        unbound = ingest_files_columnar(by_path, partition="p", raw_commit=None, map_files=map_files)
+    bound = bind_commit(unbound, prefix, "c0")
+    expected = ingest_files_columnar(landing_files, partition="p", raw_commit="c0")
+    assert unbound.tables["quarantine"].num_rows > 0
+    for table in expected.tables:
+        assert bound.tables[table].to_pylist() == expected.tables[table].to_pylist(), table
+    assert bound.files == expected.files
+    with pytest.raises(ValueError, match="raw commit already"):
+        bind_commit(bound, prefix, "c0")
+
+
 def test_workers_exit_when_the_step_that_owns_them_is_killed() -> None:
     """A SIGKILLed step cannot shut its pool down: its idle workers must notice and exit, or
     they wait forever on their task queue, holding the step's stdout pipe open."""
