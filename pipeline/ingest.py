@@ -20,7 +20,7 @@ import os
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, is_dataclass, replace
 from functools import partial
@@ -87,6 +87,7 @@ class FileStats:
 
 Rows = list[dict[str, Any]]
 TableT = TypeVar("TableT", Rows, pa.Table)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -422,25 +423,32 @@ def file_workers(workers: int) -> Iterator[MapFiles]:
 
     The processes fork from a forkserver that imports ingestion once (no fork of a threaded
     Dagster process, no imports per worker; pandas too, which pyarrow imports on the first
-    `from_pylist`). Starting it takes a few hundred ms, so a thread starts it while the
-    caller does its own I/O. Each worker exits when this process dies (see `_exit_with`)."""
+    `from_pylist`). Starting them takes a few hundred ms and a submit waits for it, so files
+    are submitted from a thread: the caller's `map` returns at once and it goes on with its
+    own I/O. Each worker exits when this process dies (see `_exit_with`)."""
     if workers <= 1:
         yield map
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["pipeline.ingest", "pandas"])
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)) as pool, \
+            ThreadPoolExecutor(1, thread_name_prefix="submit-files") as submitter:
         # The pool spawns a process per submit while none is idle: one no-op per worker.
-        starter = threading.Thread(target=lambda: [pool.submit(int) for _ in range(workers)], daemon=True)
-        starter.start()
+        submitter.submit(lambda: [pool.submit(int) for _ in range(workers)])
+
+        def map_files(parse_one: ParseOne, files: Iterable[SourceFile]) -> Iterator[IngestResult[pa.Table]]:
+            return _results(submitter.submit(pool.map, parse_one, list(files)))
+
         try:
-            yield pool.map
+            yield map_files
         except BaseException:
             # Files not yet parsed would be parsed before the pool exits: drop them.
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-        finally:
-            starter.join()
+
+
+def _results(submitted: Future[Iterator[_T]]) -> Iterator[_T]:
+    yield from submitted.result()
 
 
 OWNER_POLL_SECONDS = 0.5
