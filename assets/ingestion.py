@@ -76,7 +76,7 @@ def raw_agent_logs(
         # What was parsed is what the commit holds, byte for byte, or nothing is written.
         verify_commit(repo, raw, files)
         result = bind_commit(merge_columnar(parsing), f"lakefs://{raw.repo}/{raw.commit_id}/", raw.commit_id)
-    del files
+    del files  # the tables hold what is written: free the partition's bytes before the write
     if result.records_read != result.ingested + result.quarantined:
         raise dg.Failure(
             f"accounting broken for {partition}: read {result.records_read}, ingested "

@@ -1,9 +1,10 @@
 """Raw files → canonical rows, with every record accounted for.
 
-Pure functions: bytes and names in, table rows and counts out. The Dagster asset reads the
-files from a lakeFS commit and writes the rows to DuckDB; nothing here does I/O. Files are
-independent, so `ingest_files_columnar` can parse them in the worker processes of
-`file_workers` (each file's rows become Arrow tables where they were parsed).
+Pure functions: bytes and names in, table rows and counts out. The Dagster asset commits the
+files to lakeFS, parses them meanwhile, binds the rows to the commit (`bind_commit`) and
+writes them to DuckDB; nothing here does I/O. Files are independent, so they are parsed in
+the worker processes of `file_workers` (each file's rows become Arrow tables where they
+were parsed).
 
 The accounting rule: for every file, records read = records ingested + records quarantined.
 A file whose format cannot be detected is quarantined line by line (`unknown_format`), so

@@ -53,7 +53,6 @@ from pipeline.formats._common import (
     MISSING,
     At,
     Record,
-    strict_json,
     RecordError,
     Source,
     assemble,
@@ -66,6 +65,7 @@ from pipeline.formats._common import (
     parse_arguments,
     parse_record,
     require_id,
+    strict_json,
 )
 from pipeline.record import Step, ToolCall, Trajectory
 

@@ -317,3 +317,48 @@ def test_unknown_format_quarantines_every_non_blank_line(data: bytes, filename: 
         assert (record.reason, record.source_uri) == ("unknown_format", URI)
         assert record.detail and len(record.detail.splitlines()) == 1
         assert len(record.raw_excerpt) <= EXCERPT_CHARS
+
+
+def _outcome(decode: Any, text: str | bytes) -> tuple[str, Any]:
+    try:
+        return "value", decode(text)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError and UnicodeDecodeError too
+        return "refused", type(error).__name__
+
+
+def _reference(text: str | bytes) -> Any:
+    """What ingestion read before msgspec: the stdlib's strict decoder, bytes as UTF-8."""
+    from pipeline.formats._common import STRICT_JSON
+
+    return STRICT_JSON.decode(text if isinstance(text, str) else text.decode("utf-8"))
+
+
+_json_texts = (
+    json_values.map(lambda v: json.dumps(v, ensure_ascii=False))
+    | json_values.map(lambda v: json.dumps(v))  # \\u escapes, lone surrogates included
+    | st.text(max_size=40)
+    | st.sampled_from(['{"a": NaN}', "[1e400]", "-Infinity", "1" * 5000, "[" * 3000 + "]" * 3000, '"\\ud800"'])
+)
+
+
+@_settings(max_examples=600)
+@given(text=_json_texts | _json_texts.map(str.encode) | noisy_bytes)
+def test_the_fast_json_decoder_reads_exactly_what_the_strict_stdlib_reader_reads(text: str | bytes) -> None:
+    """msgspec decodes ingestion's JSON; anything it refuses falls back to the stdlib reader.
+    Whatever the input, the result is the stdlib reader's: the same value (and value types),
+    or a refusal."""
+    from pipeline.formats._common import strict_json
+
+    fast, reference = _outcome(strict_json, text), _outcome(_reference, text)
+    assert fast[0] == reference[0]
+    if fast[0] == "value":
+        assert json.dumps(fast[1], sort_keys=True) == json.dumps(reference[1], sort_keys=True)
+        assert _types(fast[1]) == _types(reference[1])
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _types(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_types(v) for v in value]
+    return type(value).__name__
