@@ -264,16 +264,19 @@ def bench_redact(days: int, per_day: int, seed: int, as_json: bool) -> None:
 @click.option("--n", "n_trajectories", type=int, default=5000, show_default=True,
               help="Simulated trajectories (one day's landing files, every format, planted mess).")
 @click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Rounds of the three arms, in turn; each arm's median round is reported.")
 @click.option("--json", "as_json", is_flag=True)
 @_one_line_errors
-def bench_ingest(n_trajectories: int, seed: int, as_json: bool) -> None:
+def bench_ingest(n_trajectories: int, seed: int, rounds: int, as_json: bool) -> None:
     """The whole raw_agent_logs step (throwaway lakeFS, temporary DuckDB) next to DuckDB's bare
     read_json and a plain json.loads loop on the same files: MB/s, trajectories/s, peak memory."""
     import json
 
     from pipeline.ingest_bench import format_ingest_bench, run_ingest_bench
 
-    result = run_ingest_bench(get_settings(), n_trajectories, seed, log=lambda m: click.echo(m, err=True))
+    result = run_ingest_bench(get_settings(), n_trajectories, seed, log=lambda m: click.echo(m, err=True),
+                              repeat=rounds)
     click.echo(json.dumps(result, indent=2) if as_json else format_ingest_bench(result))
 
 
