@@ -342,21 +342,6 @@ ParseOne = Callable[[SourceFile], "IngestResult[pa.Table]"]
 MapFiles = Callable[[ParseOne, Iterable[SourceFile]], Iterator["IngestResult[pa.Table]"]]
 
 
-def ingest_files_columnar(
-    files: Iterable[SourceFile],
-    *,
-    partition: str,
-    raw_commit: str | None,
-    rules: IngestRules = IngestRules(),
-    map_files: MapFiles = map,
-) -> IngestResult[pa.Table]:
-    """`ingest_files` as Arrow tables, one file per call of `map_files` (a process pool's
-    `map` parses files in parallel)."""
-    return merge_columnar(
-        parse_files_columnar(files, partition=partition, raw_commit=raw_commit, rules=rules, map_files=map_files)
-    )
-
-
 def parse_files_columnar(
     files: Iterable[SourceFile],
     *,
@@ -365,9 +350,10 @@ def parse_files_columnar(
     rules: IngestRules = IngestRules(),
     map_files: MapFiles = map,
 ) -> Iterator[IngestResult[pa.Table]]:
-    """Each file's `ingest_file_columnar`, in file order. A process pool's `map` starts on all
-    files at once (the caller can do its own I/O meanwhile); the builtin `map` parses each
-    file as it is consumed."""
+    """Each file's `ingest_file_columnar`, in file order, one file per call of `map_files`
+    (`merge_columnar` makes them one result). A process pool's `map` starts on all files at
+    once (the caller can do its own I/O meanwhile); the builtin `map` parses each file as it
+    is consumed."""
     return map_files(partial(ingest_file_columnar, partition=partition, raw_commit=raw_commit, rules=rules), files)
 
 
@@ -391,9 +377,9 @@ def ingest_file_columnar(
     return IngestResult({table: to_arrow(rows, table) for table, rows in part.tables.items()}, part.files)
 
 
-# The columns that name where a record was read from (the rest of a row is the same for any
-# commit holding the same bytes).
-_SOURCE_URI_COLUMNS = {"trajectories": "source_uri", "quarantine": "source_uri"}
+# The tables whose `source_uri` names where a record was read from (the rest of a row is the
+# same for any commit holding the same bytes).
+_TABLES_WITH_SOURCE_URI = ("trajectories", "quarantine")
 
 
 def bind_commit(result: IngestResult[pa.Table], uri_prefix: str, raw_commit: str) -> IngestResult[pa.Table]:
@@ -405,10 +391,10 @@ def bind_commit(result: IngestResult[pa.Table], uri_prefix: str, raw_commit: str
     if trajectories["raw_commit"].null_count != trajectories.num_rows:
         raise ValueError("these rows were parsed with a raw commit already")
     tables = dict(result.tables)
-    for table, column in _SOURCE_URI_COLUMNS.items():
+    for table in _TABLES_WITH_SOURCE_URI:
         t = tables[table]
-        uris = pc.binary_join_element_wise(pa.scalar(uri_prefix), t[column], "")
-        tables[table] = t.set_column(t.schema.get_field_index(column), column, uris)
+        uris = pc.binary_join_element_wise(pa.scalar(uri_prefix), t["source_uri"], "")
+        tables[table] = t.set_column(t.schema.get_field_index("source_uri"), "source_uri", uris)
     trajectories = tables["trajectories"]
     tables["trajectories"] = trajectories.set_column(
         trajectories.schema.get_field_index("raw_commit"), "raw_commit",
@@ -419,7 +405,7 @@ def bind_commit(result: IngestResult[pa.Table], uri_prefix: str, raw_commit: str
 
 @contextmanager
 def file_workers(workers: int) -> Iterator[MapFiles]:
-    """A `map` over files for `ingest_files_columnar`: `workers` processes, or this process
+    """A `map` over files for `parse_files_columnar`: `workers` processes, or this process
     when `workers` <= 1.
 
     The processes fork from a forkserver that imports ingestion once (no fork of a threaded

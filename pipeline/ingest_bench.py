@@ -5,10 +5,10 @@ naive baseline), on the same simulated landing files, in one run.
 Each arm runs in a fresh process (`python -m pipeline.ingest_bench ARM ...`) so that its
 peak memory is its own; its clock starts after imports. The arms run in rounds, one of each
 in turn, and each arm's median round is reported: on a shared 2-core machine one run of an
-arm varies by ±20 %, and a ratio of two single runs inherits both errors. The step runs against a throwaway
-lakeFS server (persistent local KV, as `flywheel up` runs it) and a temporary DuckDB file,
-in a Dagster instance created before the clock starts (a deployed run has its instance
-before any step runs). It parses in worker processes (FLYWHEEL_INGEST_WORKERS, default one
+arm varies by ±20 %, and a ratio of two single runs inherits both errors. The step runs
+against a throwaway lakeFS server (persistent local KV, as `flywheel up` runs it) and a
+temporary DuckDB file, in a Dagster instance created before the clock starts (a deployed
+run has its instance before any step runs). It parses in worker processes (FLYWHEEL_INGEST_WORKERS, default one
 per core): its peak memory is the whole process tree's, sampled.
 The two baselines read only the JSON files (DuckDB cannot read the ReAct text transcripts);
 MB/s are over the bytes each arm read.

@@ -9,6 +9,7 @@ contents in place.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, Mapping, Sequence
@@ -60,8 +61,10 @@ _ARROW_TYPES = {"VARCHAR": pa.string(), "JSON": pa.string(), "INTEGER": pa.int64
                 "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
 
 
+@functools.lru_cache(maxsize=None)
 def arrow_schema(table: str, schema: str = RAW_SCHEMA) -> pa.Schema:
-    """The Arrow schema of one canonical table, read off its column definitions above."""
+    """The Arrow schema of one canonical table, read off its column definitions above (once:
+    every parsed file asks for each table's)."""
     columns = (c.split() for c in SCHEMAS[schema][table].split(","))
     return pa.schema([(c[0], _ARROW_TYPES[c[1]]) for c in columns])
 

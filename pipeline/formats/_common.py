@@ -205,11 +205,7 @@ def strict_json(text: str | bytes) -> Any:
 
 def loads(text: str, where: str) -> Any:
     try:
-        return _FAST_JSON.decode(text)
-    except Exception:
-        pass
-    try:
-        return STRICT_JSON.decode(text)
+        return strict_json(text)
     except json.JSONDecodeError as err:
         truncated = " (truncated?)" if err.pos >= len(text.rstrip()) else ""
         detail = f"{where}: {err.msg} at column {err.colno}{truncated}"

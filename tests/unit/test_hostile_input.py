@@ -243,12 +243,13 @@ def test_the_asset_path_stores_the_whole_corpus(manifest: HostileManifest, tmp_p
     hostile value may stop the write, and every record is in exactly one table."""
     import duckdb
 
-    from pipeline.ingest import file_workers, ingest_files_columnar
+    from pipeline.ingest import file_workers, merge_columnar, parse_files_columnar
     from pipeline.warehouse import replace_partition
 
     files = [SourceFile(f.name, _uri(f.name), (manifest.out_dir / f.name).read_bytes()) for f in manifest.files]
     with file_workers(2) as map_files:
-        result = ingest_files_columnar(files, partition="2026-11-21", raw_commit="c", map_files=map_files)
+        result = merge_columnar(
+            parse_files_columnar(files, partition="2026-11-21", raw_commit="c", map_files=map_files))
     with duckdb.connect(str(tmp_path / "w.duckdb")) as con:
         written = replace_partition(con, "2026-11-21", result.tables)
     assert (result.records_read, result.ingested, result.quarantined) == (

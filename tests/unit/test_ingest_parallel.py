@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.ingest import SourceFile, file_workers, ingest_files, ingest_files_columnar
+from pipeline.ingest import SourceFile, file_workers, ingest_files, merge_columnar, parse_files_columnar
 from pipeline.simulator import simulate
 from pipeline.warehouse import partition_digests, replace_partition, to_arrow
 
@@ -24,7 +24,8 @@ def landing_files(tmp_path_factory: pytest.TempPathFactory) -> list[SourceFile]:
 def test_worker_processes_give_the_serial_tables_and_counts(landing_files: list[SourceFile]) -> None:
     serial = ingest_files(landing_files, partition="p", raw_commit="c0")
     with file_workers(2) as map_files:
-        parallel = ingest_files_columnar(landing_files, partition="p", raw_commit="c0", map_files=map_files)
+        parallel = merge_columnar(
+            parse_files_columnar(landing_files, partition="p", raw_commit="c0", map_files=map_files))
     assert parallel.files == serial.files
     assert (parallel.records_read, parallel.ingested, parallel.quarantined) == (
         serial.records_read, serial.ingested, serial.quarantined)
@@ -36,13 +37,14 @@ def test_worker_processes_give_the_serial_tables_and_counts(landing_files: list[
 def test_one_worker_means_this_process(landing_files: list[SourceFile]) -> None:
     with file_workers(1) as map_files:
         assert map_files is map
-        result = ingest_files_columnar(landing_files[:2], partition="p", raw_commit="c0", map_files=map_files)
+        result = merge_columnar(
+            parse_files_columnar(landing_files[:2], partition="p", raw_commit="c0", map_files=map_files))
     assert result.records_read == result.ingested + result.quarantined > 0
 
 
 def test_arrow_tables_and_row_dicts_store_the_same_partition(landing_files: list[SourceFile], tmp_path: Path) -> None:
     rows = ingest_files(landing_files, partition="p", raw_commit="c0").tables
-    columnar = ingest_files_columnar(landing_files, partition="p", raw_commit="c0").tables
+    columnar = merge_columnar(parse_files_columnar(landing_files, partition="p", raw_commit="c0")).tables
     digests = []
     for name, tables in (("rows", rows), ("arrow", columnar)):
         with duckdb.connect(str(tmp_path / f"{name}.duckdb")) as con:
@@ -62,9 +64,10 @@ def test_rows_parsed_before_the_commit_existed_name_it_once_bound(landing_files:
     prefix = "lakefs://raw/c0/"
     by_path = [replace(f, uri=f.uri.removeprefix(prefix)) for f in landing_files]
     with file_workers(2) as map_files:
-        unbound = ingest_files_columnar(by_path, partition="p", raw_commit=None, map_files=map_files)
+        unbound = merge_columnar(
+            parse_files_columnar(by_path, partition="p", raw_commit=None, map_files=map_files))
     bound = bind_commit(unbound, prefix, "c0")
-    expected = ingest_files_columnar(landing_files, partition="p", raw_commit="c0")
+    expected = merge_columnar(parse_files_columnar(landing_files, partition="p", raw_commit="c0"))
     assert unbound.tables["quarantine"].num_rows > 0
     for table in expected.tables:
         assert bound.tables[table].to_pylist() == expected.tables[table].to_pylist(), table
