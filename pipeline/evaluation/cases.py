@@ -54,13 +54,20 @@ def load_eval_cases(warehouse: str | Path, table: str = "marts.eval_cases") -> l
 
 
 def predict_cases(cases: Sequence[EvalCase], policy: Policy, seed: int = 0,
-                  progress: Callable[[int, int], None] | None = None) -> list[Message]:
-    """The policy's next assistant message for every case's prompt (same seed for all)."""
-    predictions = []
-    for i, case in enumerate(cases):
-        predictions.append(policy.act([dict(m) for m in case["prompt"]], case["tools"], seed))
+                  progress: Callable[[int, int], None] | None = None, chunk: int = 16) -> list[Message]:
+    """The policy's next assistant message for every case's prompt (same seed for all). A
+    policy with `act_many` gets the cases `chunk` at a time (batched generation)."""
+    predictions: list[Message] = []
+    act_many = getattr(policy, "act_many", None)
+    step = chunk if act_many is not None else 1
+    for start in range(0, len(cases), step):
+        batch = cases[start:start + step]
+        if act_many is not None:
+            predictions += act_many([([dict(m) for m in c["prompt"]], c["tools"]) for c in batch], seed)
+        else:
+            predictions += [policy.act([dict(m) for m in c["prompt"]], c["tools"], seed) for c in batch]
         if progress:
-            progress(i + 1, len(cases))
+            progress(len(predictions), len(cases))
     return predictions
 
 

@@ -11,8 +11,9 @@ or, when the output could not be parsed, the same with `"parse_error": "<why>"` 
 then holds the raw text and tool_calls is empty). A policy may add `"raw_text"`.
 
 - `ModelPolicy(generate_fn)` wraps any `generate_fn(messages, tools, seed) -> (raw_text,
-  parsed)`; `training_generate_fn(model_dir)` builds one from `pipeline.training.generate`
-  (imported lazily, so nothing here needs it).
+  parsed)`; `engine_policy(model_dir)` puts a model behind `pipeline.training.generate`'s
+  engine (imported lazily, so nothing here needs it), and its `act_many` answers many
+  conversations in one batched call.
 - `ScriptedPolicy(spec)` is the simulator's scripted agent re-driven one step at a time: an
   oracle that knows the task spec (the user's facts and the plan), useful as an upper
   bound and to test the sandbox. `silent_wrong` injects the simulator's plausible wrong
@@ -33,8 +34,10 @@ Message = dict[str, Any]
 Tools = list[dict[str, Any]]
 GenerateFn = Callable[[list[Message], Tools, int], tuple[str, Mapping[str, Any] | None]]
 
-# keys of the training package's `parsed` dict that mark an unparseable output
-PARSE_ERROR_KEYS = ("parse_error", "error")
+# keys of a `parsed` dict that mark an unparseable output: the training package's parser
+# lists one line per unreadable call under `parse_errors`; other generators may say
+# `parse_error` or `error`
+PARSE_ERROR_KEYS = ("parse_errors", "parse_error", "error")
 
 
 @runtime_checkable
@@ -99,23 +102,50 @@ def calls_of(message: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 class ModelPolicy:
     """A policy around `generate_fn(messages, tools, seed) -> (raw_text, parsed)` where
-    parsed = {"content": str | None, "tool_calls": [{"name", "arguments"}], ...} and a truthy
-    `parse_error` (or `error`) key, or parsed None, marks output that could not be parsed."""
+    parsed = {"content": str | None, "tool_calls": [{"name", "arguments"}], ...} and a non-empty
+    `parse_errors` list (or a truthy `parse_error` / `error`), or parsed None, marks output that
+    could not be parsed: one unreadable call (an unclosed `<tool_call>`, say) makes the whole
+    turn invalid, even next to calls that parsed."""
 
     def __init__(self, generate_fn: GenerateFn) -> None:
         self.generate_fn = generate_fn
 
     def act(self, messages: list[Message], tools: Tools, seed: int) -> Message:
         raw_text, parsed = self.generate_fn(list(messages), tools, seed)
-        error = _parse_error(parsed)
-        if error is not None:
-            return assistant_message(raw_text, (), messages, parse_error=error, raw_text=raw_text)
-        assert parsed is not None
-        calls = calls_of({"tool_calls": parsed.get("tool_calls") or []})
-        if any(not isinstance(c["name"], str) or not c["name"] for c in calls):
-            return assistant_message(raw_text, (), messages, parse_error="tool call without a name",
-                                     raw_text=raw_text)
-        return assistant_message(parsed.get("content"), calls, messages, raw_text=raw_text)
+        return turn_message(raw_text, parsed, messages)
+
+
+def turn_message(raw_text: str, parsed: Mapping[str, Any] | None, messages: Sequence[Message]) -> Message:
+    """The assistant message for a generated turn and its parse (see `ModelPolicy`)."""
+    error = _parse_error(parsed)
+    if error is not None:
+        return assistant_message(raw_text, (), messages, parse_error=error, raw_text=raw_text)
+    assert parsed is not None
+    calls = calls_of({"tool_calls": parsed.get("tool_calls") or []})
+    if any(not isinstance(c["name"], str) or not c["name"] for c in calls):
+        return assistant_message(raw_text, (), messages, parse_error="tool call without a name", raw_text=raw_text)
+    return assistant_message(parsed.get("content"), calls, messages, raw_text=raw_text)
+
+
+class EnginePolicy:
+    """A model behind a generation engine (`pipeline.training.generate`): `act_many` hands
+    many conversations to the engine at once (it batches them and shares their prefix)."""
+
+    greedy = True  # the seed changes nothing: conversations with different seeds share a batch
+
+    def __init__(self, engine: Any) -> None:
+        from pipeline.training.chat_template import parse_assistant_output
+
+        self.engine = engine
+        self._parse = parse_assistant_output
+
+    def act(self, messages: list[Message], tools: Tools, seed: int) -> Message:
+        return self.act_many([(messages, tools)], seed)[0]
+
+    def act_many(self, conversations: Sequence[tuple[list[Message], Tools]], seed: int) -> list[Message]:
+        """Greedy decoding: the seed changes nothing and is accepted for the protocol."""
+        texts = self.engine.generate_many([(list(m), t) for m, t in conversations])
+        return [turn_message(text, self._parse(text), messages) for text, (messages, _) in zip(texts, conversations)]
 
 
 def _parse_error(parsed: Mapping[str, Any] | None) -> str | None:
@@ -123,22 +153,20 @@ def _parse_error(parsed: Mapping[str, Any] | None) -> str | None:
         return "no parsed output"
     for key in PARSE_ERROR_KEYS:
         value = parsed.get(key)
+        if isinstance(value, (list, tuple)):
+            value = "; ".join(str(v) for v in value)
         if value:
             return value if isinstance(value, str) else "unparseable output"
     return None
 
 
-def training_generate_fn(model_dir: str, max_new_tokens: int = 512) -> GenerateFn:
-    """The training package's generator for `model_dir`, loaded once (lazy import: the
-    evaluation package itself does not depend on pipeline.training or torch)."""
-    from pipeline.training.generate import generate_assistant_turn, load_for_inference
+def engine_policy(model_dir: str, engine: str = "auto", max_new_tokens: int = 64,
+                  cache_root: str | None = None) -> EnginePolicy:
+    """The model in `model_dir` as a policy, behind the training package's generation engine
+    (lazy import: the evaluation package itself does not depend on pipeline.training or torch)."""
+    from pipeline.training.generate import generation_engine
 
-    model, tokenizer = load_for_inference(model_dir)
-
-    def generate(messages: list[Message], tools: Tools, seed: int) -> tuple[str, Mapping[str, Any] | None]:
-        return generate_assistant_turn(model, tokenizer, messages, tools, max_new_tokens, seed)
-
-    return generate
+    return EnginePolicy(generation_engine(model_dir, engine, max_new_tokens, cache_root=cache_root))
 
 
 # -- scripted (oracle) policy ------------------------------------------------------------

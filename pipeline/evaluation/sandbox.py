@@ -36,6 +36,7 @@ from pipeline.simulator import agent, user
 from pipeline.simulator.tasks import TaskSpec, failed_checks, replay
 
 PolicyFactory = Callable[[TaskSpec], Policy]
+Tools = list[dict[str, Any]]
 DEFAULT_MAX_TURNS = 12
 
 # What the simulated user recognises as a request for each fact it can give.
@@ -92,52 +93,94 @@ class Trial:
         return asdict(self)
 
 
-def run_trial(spec: TaskSpec, policy: Policy, seed: int, max_turns: int = DEFAULT_MAX_TURNS,
-              system_prompt: str = agent.SYSTEM_PROMPT, tid: str | None = None) -> Trial:
-    """One conversation of `policy` on `spec` (see the module docstring)."""
-    env = replay(spec)
-    tools = env.tool_schemas()
-    person = SimulatedUser(spec, seed)
-    messages: list[Message] = [
-        _message("system", system_prompt),
-        _message("user", person.opening()),
-    ]
-    termination, turns, n_calls, n_failed = "max_turns", 0, 0, 0
-    while turns < max_turns:
-        reply = policy.act([dict(m) for m in messages], tools, seed)
-        turns += 1
+class _Conversation:
+    """One trial in progress: the env, the simulated user, the transcript so far."""
+
+    def __init__(self, spec: TaskSpec, seed: int, system_prompt: str, tid: str) -> None:
+        self.spec, self.seed, self.tid = spec, seed, tid
+        self.env = replay(spec)
+        self.tools = self.env.tool_schemas()
+        self.person = SimulatedUser(spec, seed)
+        self.messages: list[Message] = [_message("system", system_prompt), _message("user", self.person.opening())]
+        self.termination, self.turns, self.n_calls, self.n_failed = "max_turns", 0, 0, 0
+        self.done = False
+
+    def prompt(self) -> tuple[list[Message], Tools]:
+        return [dict(m) for m in self.messages], self.tools
+
+    def take(self, reply: Message, max_turns: int) -> None:
+        """Apply one assistant message: run its tool calls, or let the user answer."""
+        self.turns += 1
         calls = calls_of(reply)
         recorded = _message("assistant", reply.get("content"))
         recorded["tool_calls"] = [
-            {"id": c["id"] or f"call_{n_calls + i + 1}", "type": "function",
+            {"id": c["id"] or f"call_{self.n_calls + i + 1}", "type": "function",
              "function": {"name": c["name"], "arguments": c["arguments"]}}
             for i, c in enumerate(calls)
         ] or None
         if reply.get("parse_error"):
             recorded |= {"tool_calls": None, "parse_error": reply["parse_error"]}
-            messages.append(recorded)
-            termination = "parse_error"
-            break
-        messages.append(recorded)
+            self.messages.append(recorded)
+            self.termination, self.done = "parse_error", True
+            return
+        self.messages.append(recorded)
         if calls:
             for call in recorded["tool_calls"]:
                 function = call["function"]
-                result = env.execute(str(function["name"]), function["arguments"])
-                n_calls += 1
-                n_failed += not result.ok
-                messages.append(_message("tool", result.text(), tool_call_id=call["id"]))
-            continue
-        answer = person.reply(reply.get("content"))
-        if answer is None:
-            termination = "answered"
+                result = self.env.execute(str(function["name"]), function["arguments"])
+                self.n_calls += 1
+                self.n_failed += not result.ok
+                self.messages.append(_message("tool", result.text(), tool_call_id=call["id"]))
+        else:
+            answer = self.person.reply(reply.get("content"))
+            if answer is None:
+                self.termination, self.done = "answered", True
+                return
+            self.messages.append(_message("user", answer))
+        self.done = self.turns >= max_turns
+
+    def trial(self) -> Trial:
+        failed = failed_checks(self.spec, self.env.state())
+        return Trial(
+            task_id=self.tid, task_type=self.spec["task_type"], seed=self.seed, success=not failed,
+            termination=self.termination, turns=self.turns, n_tool_calls=self.n_calls,
+            n_failed_tool_calls=self.n_failed, failed_checks=failed, messages=self.messages,
+        )
+
+
+def run_trial(spec: TaskSpec, policy: Policy, seed: int, max_turns: int = DEFAULT_MAX_TURNS,
+              system_prompt: str = agent.SYSTEM_PROMPT, tid: str | None = None) -> Trial:
+    """One conversation of `policy` on `spec` (see the module docstring)."""
+    return run_trials([(tid or task_id(spec), spec, seed)], policy, max_turns, system_prompt)[0]
+
+
+def run_trials(trials: Sequence[tuple[str, TaskSpec, int]], policy: Policy, max_turns: int = DEFAULT_MAX_TURNS,
+               system_prompt: str = agent.SYSTEM_PROMPT,
+               progress: Callable[[int, int], None] | None = None) -> list[Trial]:
+    """Several (task_id, spec, seed) conversations of one policy in lockstep: each round, every
+    unfinished conversation gets its next assistant message, in one `act_many` call when the
+    policy has it (a batch for the engine). Same transcripts as one trial at a time."""
+    running = [_Conversation(spec, seed, system_prompt, tid) for tid, spec, seed in trials]
+    act_many = getattr(policy, "act_many", None)
+    for _ in range(max_turns):
+        active = [c for c in running if not c.done]
+        if not active:
             break
-        messages.append(_message("user", answer))
-    failed = failed_checks(spec, env.state())
-    return Trial(
-        task_id=tid or task_id(spec), task_type=spec["task_type"], seed=seed, success=not failed,
-        termination=termination, turns=turns, n_tool_calls=n_calls, n_failed_tool_calls=n_failed,
-        failed_checks=failed, messages=messages,
-    )
+        if act_many is not None:
+            # one seed per call: group the conversations by theirs, unless the policy ignores
+            # seeds (greedy decoding), which then gets every conversation in one call
+            by_seed: dict[int, list[_Conversation]] = defaultdict(list)
+            for c in active:
+                by_seed[0 if getattr(policy, "greedy", False) else c.seed].append(c)
+            for seed, group in by_seed.items():
+                for c, reply in zip(group, act_many([c.prompt() for c in group], seed)):
+                    c.take(reply, max_turns)
+        else:
+            for c in active:
+                c.take(policy.act(*c.prompt(), c.seed), max_turns)
+        if progress:
+            progress(sum(c.done for c in running), len(running))
+    return [c.trial() for c in running]
 
 
 def _message(role: str, content: str | None, tool_call_id: str | None = None) -> Message:
@@ -153,15 +196,20 @@ def evaluate_sandbox(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """k trials of every task; `policy` is one Policy for all tasks or a factory spec -> Policy.
+    With one policy every trial runs in lockstep (batched when it has `act_many`) and
+    `progress` counts finished trials; with a factory it counts finished tasks.
     Returns {"k", "overall", "by_task_type", "tasks", "trials"} (plain data; see `summarize_trials`)."""
     if k < 1:
         raise ValueError("k must be at least 1")
     items = list(tasks.items()) if isinstance(tasks, Mapping) else [(task_id(s), s) for s in tasks]
+    # a class with an `act` method is a factory (its instances are the policies)
+    if isinstance(policy, Policy) and not isinstance(policy, type):
+        runs = [(tid, spec, base_seed + j) for tid, spec in items for j in range(k)]
+        return summarize_trials(run_trials(runs, policy, max_turns, progress=progress), k)
     trials = []
     for i, (tid, spec) in enumerate(items):
-        # a class with an `act` method is a factory (its instances are the policies)
-        acting = policy if isinstance(policy, Policy) and not isinstance(policy, type) else policy(spec)
-        trials += [run_trial(spec, acting, base_seed + j, max_turns, tid=tid) for j in range(k)]
+        acting = policy(spec)
+        trials += run_trials([(tid, spec, base_seed + j) for j in range(k)], acting, max_turns)
         if progress:
             progress(i + 1, len(items))
     return summarize_trials(trials, k)
@@ -192,6 +240,22 @@ def _segment(trials: Sequence[Trial], k: int) -> dict[str, Any]:
         "avg_turns": sum(t.turns for t in trials) / len(trials),
         "terminations": dict(Counter(t.termination for t in trials)),
     }
+
+
+def trial_outcomes(summary: Mapping[str, Any]) -> tuple[dict[str, dict[str, bool]], dict[str, str]]:
+    """Per-unit outcomes of a `summarize_trials` result, for paired comparison and intervals:
+    ({"pass_hat_k": {task_id: all k trials succeeded}, "pass_at_1": {"task_id#seed": success}},
+     {unit: task_type})."""
+    outcomes: dict[str, dict[str, bool]] = {"pass_hat_k": {}, "pass_at_1": {}}
+    units: dict[str, str] = {}
+    for tid, entry in summary["tasks"].items():
+        outcomes["pass_hat_k"][tid] = bool(entry["passed_all"])
+        units[tid] = entry["task_type"]
+    for trial in summary["trials"]:
+        unit = f"{trial['task_id']}#{trial['seed']}"
+        outcomes["pass_at_1"][unit] = bool(trial["success"])
+        units[unit] = trial["task_type"]
+    return outcomes, units
 
 
 def summarize_trials(trials: Sequence[Trial], k: int) -> dict[str, Any]:

@@ -296,6 +296,84 @@ def test_merged_model_reloads_offline_and_generates(trained, tiny_dir):
     assert generate_assistant_turn(model, tokenizer, messages, TOOLS, max_new_tokens=12, seed=0)[0] == raw
 
 
+def _prompts(examples):
+    """Decision points of several conversations: every prefix that ends before an assistant turn."""
+    prompts = []
+    for example in examples:
+        for i, message in enumerate(example.messages):
+            if message["role"] == "assistant" and i > 1:
+                prompts.append((example.messages[:i], example.tools))
+    return prompts
+
+
+@pytest.fixture(scope="module")
+def chaotic_dir(tiny_dir, tmp_path_factory) -> Path:
+    """The tiny model with large random weights: its greedy output depends on the prompt and
+    varies from token to token (the plainly initialised one repeats one token)."""
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.6, generator=generator)
+    out = tmp_path_factory.mktemp("chaotic")
+    model.save_pretrained(out)
+    load_tokenizer(tiny_dir).save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("which", ["chaotic", "trained"])
+def test_batched_engine_gives_the_plain_engines_greedy_outputs(which, chaotic_dir, trained, examples):
+    """The fast path (shared prefixes read once, batched decoding, finished rows dropped) must
+    not change a single token of greedy decoding."""
+    from collections import Counter
+
+    from pipeline.training.generate import BatchedEngine, TransformersEngine
+
+    model_dir = chaotic_dir if which == "chaotic" else trained[0].model_dir
+    prompts = _prompts(examples[:6])
+    assert len(prompts) >= 10 and len({len(m) for m, _ in prompts}) > 3  # several lengths, shared prefixes
+    plain = TransformersEngine(model_dir, max_new_tokens=24).generate_many(prompts)
+    batched = BatchedEngine(model_dir, max_new_tokens=24, batch_size=4)
+    assert batched.generate_many(prompts) == plain
+    assert batched.stats.cached_prompt_tokens > 0 and batched.stats.calls == -(-len(prompts) // 4)
+    # A tiny model seldom writes <|im_end|>: stop instead at the token whose first occurrence
+    # falls at the most different steps, so rows finish apart and leave their batch.
+    tokenizer = batched.tokenizer
+    firsts: dict[str, set[int]] = {}
+    for text in plain:
+        tokens = tokenizer.tokenize(text)
+        for token in set(tokens):
+            firsts.setdefault(token, set()).add(tokens.index(token))
+    end = max(firsts, key=lambda t: (len(firsts[t]), t))
+    if which == "chaotic":
+        assert len(firsts[end]) >= 3, firsts
+    plain = TransformersEngine(model_dir, max_new_tokens=24, end_token=end).generate_many(prompts)
+    batched = BatchedEngine(model_dir, max_new_tokens=24, batch_size=4, end_token=end)
+    assert batched.generate_many(prompts) == plain
+    assert batched.stats.new_tokens < 24 * len(prompts)
+    if which == "chaotic":  # rows ended at different steps
+        assert len(Counter(len(tokenizer.tokenize(text)) for text in plain)) >= 3
+
+
+def test_cached_engine_generates_each_conversation_once(tiny_dir, examples, tmp_path):
+    from pipeline.training.generate import BatchedEngine, CachedEngine
+
+    made = []
+
+    def make():
+        made.append(1)
+        return BatchedEngine(tiny_dir, max_new_tokens=6)
+
+    prompts = _prompts(examples[:2])
+    first = CachedEngine(make, tmp_path / "cache.jsonl").generate_many(prompts)
+    again = CachedEngine(make, tmp_path / "cache.jsonl")
+    assert again.generate_many(prompts) == first and again.hits == len(prompts) and len(made) == 1
+    (tmp_path / "cache.jsonl").write_text((tmp_path / "cache.jsonl").read_text() + '{"key": "cut sho')
+    assert CachedEngine(make, tmp_path / "cache.jsonl").generate_many(prompts[:1]) == first[:1]
+
+
 def test_lora_is_merged_into_a_plain_model_with_the_same_outputs(tiny_dir, examples, tokenizer, tmp_path):
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
