@@ -4,6 +4,7 @@ then the promotion decision."""
 import hashlib
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -18,20 +19,31 @@ from pipeline.settings import get_settings
 
 
 class EvaluationConfig(dg.Config):
-    """Defaults are sized for a 2-core CPU; raise them on a GPU."""
+    """Sized for a 2-core CPU (see README, "Training and evaluation"); a GPU scores every case."""
 
-    max_cases: int = 8  # held-out decision points scored per model (0 = all)
-    sandbox_tasks: int = 2  # distinct tasks replayed in the simulator per model
+    max_cases: int = -1  # held-out decision points per model: -1 = 60 on CPU, all on a GPU; 0 = all
+    sandbox_tasks: int = 6  # distinct tasks replayed in the simulator per model
     k: int = 2  # seeded trials per task: pass^k
     max_new_tokens: int = 64
-    max_turns: int = 4
+    max_turns: int = 6
+    engine: str = "batched"  # or "transformers": plain generate, one case at a time
     primary_metric: str = "action_accuracy"
     segment_metric: str = "action_accuracy"
-    margin: float = 0.0  # the challenger must beat the incumbent by at least this
-    tolerance: float = 0.1  # ... and lose no task type by more than this
+    margin: float = 0.0  # the lower bound of the paired 95 % interval must exceed this
+    tolerance: float = 0.1  # ... and no task type's upper bound may fall below -tolerance
+    min_segment_cases: int = 10  # task types with fewer paired cases are too small to judge
+
+    def case_limit(self) -> int:
+        if self.max_cases >= 0:
+            return self.max_cases
+        import torch
+
+        return 0 if torch.cuda.is_available() else 60
 
 
 def _subset(cases: list[dict], limit: int) -> list[dict]:
+    """A deterministic, content-independent subset (hash of the case id): as a release grows,
+    most cases of the previous subset stay in it."""
     if not limit or len(cases) <= limit:
         return cases
     return sorted(cases, key=lambda c: hashlib.sha256(c["case_id"].encode()).hexdigest())[:limit]
@@ -57,9 +69,11 @@ def _redacted(result: dict) -> dict:
     description=(
         "Base model, challenger and champion on eval_cases from the same release commit: "
         "next-action tool-call accuracy (BFCL-style AST match), answer match, invalid-call "
-        "rate, and sandbox success (tasks replayed in the simulator, pass^k), every metric per "
-        "task type. HTML report logged to MLflow; the challenger becomes `champion` only if it "
-        "beats the incumbent by the margin and regresses no task type beyond the tolerance."
+        "rate, and sandbox success (tasks replayed in the simulator, pass^k), every rate with "
+        "its n and 95 % Wilson interval, overall and per task type. HTML report logged to "
+        "MLflow; the challenger becomes `champion` only if the lower bound of its paired 95 % "
+        "interval over the incumbent exceeds the margin and no task type with enough cases "
+        "shows an established regression beyond the tolerance."
     ),
 )
 def evaluation_report(
@@ -75,7 +89,7 @@ def evaluation_report(
 def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
               mlflow: MlflowResource) -> dg.MaterializeResult:
     from pipeline.evaluation.cases import load_case, task_specs
-    from pipeline.evaluation.policy import ModelPolicy, training_generate_fn
+    from pipeline.evaluation.policy import EnginePolicy
     from pipeline.evaluation.promotion import decide_promotion, incumbent_for
     from pipeline.evaluation.report import combine, write_report
     from pipeline.evaluation.run import evaluate_model
@@ -86,46 +100,52 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
     challenger = client.get_model_version_by_alias(MODEL_NAME, "challenger")
     commit = challenger.tags["lakefs.commit"]
     frame = read_parquet(read_release_file(lakefs.repository(settings.datasets_repo), commit, "eval_cases.parquet"))
-    cases = _subset([load_case(row) for row in frame.to_dict("records")], config.max_cases)
-    tasks = dict(list(task_specs(cases).items())[: config.sandbox_tasks])
+    cases = _subset([load_case(row) for row in frame.to_dict("records")], config.case_limit())
+    tasks = _spread(task_specs(cases), config.sandbox_tasks)
 
     try:
         champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     except Exception:  # noqa: BLE001 - MLflow raises RestException when the alias is unset
         champion = None
     downloads = Path(tempfile.mkdtemp(prefix="flywheel-eval-"))
-    model_dirs = {"base": resolve_base_model(challenger.tags["base_model"], settings.state_dir / "models")}
+    base_dir = Path(resolve_base_model(challenger.tags["base_model"], settings.state_dir / "models"))
+    # name -> (how to get the model directory, what identifies its weights in the output cache)
+    models = {"base": (lambda: base_dir, f"base-{base_dir.name}")}
     if champion is not None and champion.version != challenger.version:
-        model_dirs["champion"] = _model_dir(mlflow, champion, downloads / "champion")
-    model_dirs["challenger"] = _model_dir(mlflow, challenger, downloads / "challenger")
+        models["champion"] = (lambda: _model_dir(mlflow, champion, downloads / "champion"),
+                              f"{MODEL_NAME}-v{champion.version}-{champion.run_id}")
+    models["challenger"] = (lambda: _model_dir(mlflow, challenger, downloads / "challenger"),
+                            f"{MODEL_NAME}-v{challenger.version}-{challenger.run_id}")
 
-    results = {}
-    for name, model_dir in model_dirs.items():
-        context.log.info(f"evaluating {name} on {len(cases)} cases and {len(tasks)} sandbox tasks")
-        policy = ModelPolicy(training_generate_fn(str(model_dir), config.max_new_tokens))
+    results, generation = {}, {}
+    for name, (model_dir, identity) in models.items():
+        context.log.info(f"evaluating {name} on {len(cases)} cases and {len(tasks)} sandbox tasks x {config.k}")
+        engine = _cached_engine(settings, config, model_dir, identity)
+        started = time.perf_counter()
         results[name] = _redacted(evaluate_model(
-            name, policy, cases, k=config.k, tasks=tasks, max_turns=config.max_turns,
+            name, EnginePolicy(engine), cases, k=config.k, tasks=tasks, max_turns=config.max_turns,
             progress=lambda phase, done, total, name=name: context.log.info(
                 f"evaluating {name}: {phase} {done}/{total}"),
         ))
+        generation[name] = {"seconds": round(time.perf_counter() - started, 1),
+                            **{k: v for k, v in engine.stats.to_dict().items() if isinstance(v, (int, float))}}
 
     incumbent, incumbent_name = incumbent_for(results.get("champion"), results["base"])
     decision = decide_promotion(results["challenger"], incumbent, incumbent_name, config.primary_metric,
-                                config.margin, config.tolerance, config.segment_metric)
+                                config.margin, config.tolerance, config.segment_metric, config.min_segment_cases)
     combined = combine(results, decision.to_dict(), {
         "lakefs_commit": commit, "release": challenger.tags.get("lakefs.tag"),
         "challenger_version": challenger.version,
         "champion_version": champion.version if champion else None,
-        "cases": len(cases), "sandbox_tasks": len(tasks), "k": config.k,
+        "cases": len(cases), "cases_in_release": len(frame), "sandbox_tasks": len(tasks), "k": config.k,
+        "generation": generation,
     })
     report_dir = settings.state_dir / "reports" / f"v{challenger.version}-{context.run.run_id[:8]}"
     report = write_report(combined, report_dir)
 
-    headline = {f"{name}.{metric}": value for name, result in results.items()
-                for metric, value in result["overall"].items() if isinstance(value, (int, float))}
     client.log_artifacts(challenger.run_id, str(report_dir), artifact_path="evaluation")
-    for key, value in headline.items():
-        client.log_metric(challenger.run_id, f"eval.{key}", float(value))
+    for key, value in _eval_metrics(results).items():
+        client.log_metric(challenger.run_id, key, value)
     verdict = "promoted" if decision.promote else "not promoted"
     client.set_model_version_tag(MODEL_NAME, challenger.version, "promotion", verdict)
     client.set_model_version_tag(MODEL_NAME, challenger.version, "promotion_reasons",
@@ -133,16 +153,68 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
     if decision.promote:
         client.set_registered_model_alias(MODEL_NAME, "champion", challenger.version)
 
+    primary = decision.deltas["primary"]
     return dg.MaterializeResult(metadata={
         "promotion": verdict,
         "promotion_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
         "compared_with": incumbent_name,
         "challenger_version": int(challenger.version),
         "report": dg.MetadataValue.path(str(report)),
-        "headline": dg.MetadataValue.json(headline),
+        "headline": dg.MetadataValue.json(_headline(results, config.primary_metric)),
+        "improvement": primary["improvement"],
+        "improvement_95": dg.MetadataValue.json([primary["low"], primary["high"]]),
         "cases": len(cases),
         "sandbox_tasks": len(tasks),
     })
+
+
+def _spread(specs: dict, limit: int) -> dict:
+    """Up to `limit` tasks, taking every task type in turn (task id order within a type), so
+    a few tasks still cover the types."""
+    by_type: dict[str, list] = {}
+    for tid, spec in specs.items():
+        by_type.setdefault(spec["task_type"], []).append((tid, spec))
+    chosen: dict = {}
+    while len(chosen) < limit and any(by_type.values()):
+        for queue in by_type.values():
+            if queue and len(chosen) < limit:
+                tid, spec = queue.pop(0)
+                chosen[tid] = spec
+    return dict(sorted(chosen.items()))
+
+
+def _cached_engine(settings, config: EvaluationConfig, model_dir, identity: str):
+    from pipeline.training.generate import CachedEngine, generation_engine
+
+    name = f"{identity}-{config.engine}-{config.max_new_tokens}".replace("/", "_")
+    return CachedEngine(lambda: generation_engine(model_dir(), config.engine, config.max_new_tokens),
+                        settings.state_dir / "eval_cache" / f"{name}.jsonl")
+
+
+def _headline(results: dict, primary_metric: str) -> dict:
+    """Per model, the primary metric and pass^k as "k/n = rate [low, high]"."""
+    out = {}
+    for name, result in results.items():
+        for metric in (primary_metric, "pass_hat_k"):
+            rate = result["intervals"]["overall"].get(metric)
+            if rate and rate["rate"] is not None:
+                out[f"{name}.{metric}"] = f"{rate['k']}/{rate['n']} = {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}]"
+    return out
+
+
+def _eval_metrics(results: dict) -> dict[str, float]:
+    """MLflow metrics: every overall scalar, and each rate's interval and n."""
+    metrics = {}
+    for name, result in results.items():
+        for metric, value in result["overall"].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                metrics[f"eval.{name}.{metric}"] = float(value)
+        for metric, rate in result["intervals"]["overall"].items():
+            if rate["rate"] is not None:
+                metrics[f"eval.{name}.{metric}.low"] = float(rate["low"])
+                metrics[f"eval.{name}.{metric}.high"] = float(rate["high"])
+                metrics[f"eval.{name}.{metric}.n"] = float(rate["n"])
+    return metrics
 
 
 def _model_dir(mlflow: MlflowResource, version, target: Path) -> Path:

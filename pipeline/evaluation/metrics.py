@@ -62,7 +62,7 @@ import math
 import re
 import unicodedata
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -394,6 +394,31 @@ def score_case(case: Mapping[str, Any], prediction: Mapping[str, Any]) -> CaseSc
 
 
 # -- aggregation --------------------------------------------------------------------------
+
+# Right/wrong metrics: how a case's score decides each (None: the metric does not apply to
+# the case). `case_outcomes` keeps them per case, so that two models can be compared case by
+# case and every rate gets its n and interval.
+BINARY_METRICS: dict[str, Callable[[CaseScore], bool | None]] = {
+    "action_accuracy": lambda s: s.action_match,
+    "tool_name_accuracy": lambda s: s.tool_name_match,
+    "args_exact_accuracy": lambda s: s.args_exact_match,
+    "args_schema_accuracy": lambda s: s.args_schema_match,
+    "answer_kind_accuracy": lambda s: s.answer_kind_match,
+    "answer_exact_match": lambda s: s.answer_exact_match,
+    "invalid_call_rate": lambda s: s.invalid_reason is not None,
+}
+
+
+def case_outcomes(scores: Sequence[CaseScore]) -> dict[str, dict[str, bool]]:
+    """{metric: {case_id: outcome}} for every metric in BINARY_METRICS that applies."""
+    out: dict[str, dict[str, bool]] = {metric: {} for metric in BINARY_METRICS}
+    for s in scores:
+        for metric, decide in BINARY_METRICS.items():
+            value = decide(s)
+            if value is not None:
+                out[metric][s.case_id] = bool(value)
+    return out
+
 
 
 def _rate(values: Iterable[bool | float | None]) -> float | None:

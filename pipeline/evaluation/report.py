@@ -3,9 +3,13 @@
 `model_result(name, scores, sandbox, cases)` merges one model's next-action metrics
 (`metrics.summarize`) and sandbox results (`sandbox.evaluate_sandbox`) into
   {"name", "overall": {metric: scalar}, "by_task_type": {task_type: {metric: scalar}},
+   "intervals": {"overall": {metric: Rate}, "by_task_type": {task_type: {metric: Rate}}},
+   "outcomes": {metric: {unit: bool}}, "units": {unit: task_type},
    "sandbox": {"k", "pass_hat", "terminations"} | None, "confusion": {"labels", "counts"},
    "examples": [...next-action cases, mismatches first...], "transcripts": [...sandbox trials...]}
-(the shape `promotion.decide_promotion` reads). `combine` puts several models together
+(the shape `promotion.decide_promotion` reads). A unit is a case (next-action metrics), a
+task (pass^k) or a trial (pass@1); every right/wrong rate has its k, n and 95 % Wilson
+interval, and the per-unit outcomes let two models be compared pair by pair. `combine` puts several models together
 (with the promotion decision); `write_report(results, out_dir)` writes `report.html`
 (matplotlib PNGs inlined as base64, no external files) and `results.json`, and returns the
 HTML path. Charts use matplotlib's object API (no pyplot: no global backend state).
@@ -21,7 +25,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.evaluation.metrics import CaseScore, confusion, summarize
+from pipeline.evaluation.metrics import CaseScore, case_outcomes, confusion, summarize
+from pipeline.evaluation.sandbox import trial_outcomes
+from pipeline.evaluation.statistics import wilson
 
 HEADLINE = (
     "action_accuracy", "tool_name_accuracy", "args_schema_accuracy", "args_exact_accuracy",
@@ -55,10 +61,20 @@ def model_result(
         overall |= {k: sandbox["overall"].get(k) for k in SANDBOX_SCALARS} | {"k": sandbox["k"]}
         for task_type, metrics in sandbox["by_task_type"].items():
             by_type.setdefault(task_type, {}).update({k: metrics.get(k) for k in SANDBOX_SCALARS})
+    outcomes: dict[str, dict[str, bool]] = case_outcomes(scores or [])
+    units = {s.case_id: s.task_type for s in scores or []}
+    if sandbox is not None:
+        sandbox_outcomes, sandbox_units = trial_outcomes(sandbox)
+        outcomes |= sandbox_outcomes
+        units |= sandbox_units
+    outcomes = {metric: values for metric, values in outcomes.items() if values}
     return {
         "name": name,
         "overall": overall,
         "by_task_type": dict(sorted(by_type.items())),
+        "intervals": intervals(outcomes, units),
+        "outcomes": outcomes,
+        "units": units,
         "sandbox": None if sandbox is None else {
             "k": sandbox["k"], "pass_hat": sandbox["overall"].get("pass_hat", {}),
             "terminations": sandbox["overall"].get("terminations", {}),
@@ -66,6 +82,22 @@ def model_result(
         "confusion": confusion(scores or []),
         "examples": _examples(scores or [], cases, n_examples),
         "transcripts": _transcripts(sandbox["trials"] if sandbox else [], n_transcripts),
+    }
+
+
+def intervals(outcomes: Mapping[str, Mapping[str, bool]], units: Mapping[str, str],
+              confidence: float = 0.95) -> dict[str, Any]:
+    """The Wilson interval of every right/wrong metric, overall and per task type."""
+    by_type: dict[str, dict[str, Any]] = {}
+    for metric, values in outcomes.items():
+        groups: dict[str, list[bool]] = {}
+        for unit, value in values.items():
+            groups.setdefault(units.get(unit, "?"), []).append(value)
+        for task_type, group in groups.items():
+            by_type.setdefault(task_type, {})[metric] = wilson(sum(group), len(group), confidence).to_dict()
+    return {
+        "overall": {metric: wilson(sum(v.values()), len(v), confidence).to_dict() for metric, v in outcomes.items()},
+        "by_task_type": dict(sorted(by_type.items())),
     }
 
 
@@ -131,13 +163,22 @@ def _png(fig: Any) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _grouped_bars(ax: Any, groups: Sequence[str], series: Mapping[str, Sequence[float | None]], title: str) -> None:
+def _grouped_bars(ax: Any, groups: Sequence[str], series: Mapping[str, Sequence[float | None]], title: str,
+                  bounds: Mapping[str, Sequence[tuple[float, float] | None]] | None = None) -> None:
+    """Bars per group and series; `bounds` (low, high) per bar draw its 95 % interval."""
     n = max(len(series), 1)
     width = 0.8 / n
     for i, (label, values) in enumerate(series.items()):
         xs = [g + (i - (n - 1) / 2) * width for g in range(len(groups))]
         heights = [v if v is not None else 0.0 for v in values]
-        bars = ax.bar(xs, heights, width, label=label)
+        errors = None
+        if bounds is not None and any(b is not None for b in bounds[label]):
+            pairs = [b if b is not None and v is not None else (h, h)
+                     for b, v, h in zip(bounds[label], values, heights)]
+            errors = [[max(h - lo, 0.0) for (lo, _), h in zip(pairs, heights)],
+                      [max(hi - h, 0.0) for (_, hi), h in zip(pairs, heights)]]
+        bars = ax.bar(xs, heights, width, label=label, yerr=errors, capsize=2 if errors else 0,
+                      error_kw={"elinewidth": 0.8})
         for bar, v in zip(bars, values):
             ax.annotate("n/a" if v is None else f"{v:.2f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=7, rotation=90 if len(groups) * n > 16 else 0)
@@ -156,9 +197,22 @@ def headline_chart(results: Mapping[str, Any]) -> str | None:
         return None
     fig = Figure(figsize=(max(6, 1.3 * len(metrics)), 4))
     ax = fig.subplots()
-    _grouped_bars(ax, metrics, {m: [results["headline"][m].get(k) for k in metrics] for m in results["model_order"]},
-                  "Headline metrics by model")
+    order = results["model_order"]
+    _grouped_bars(ax, metrics, {m: [results["headline"][m].get(k) for k in metrics] for m in order},
+                  "Headline metrics by model (bars: 95 % Wilson interval)",
+                  {m: [_bounds(results["models"][m], k) for k in metrics] for m in order})
     return _png(fig)
+
+
+def _interval(model: Mapping[str, Any], metric: str, task_type: str | None = None) -> Mapping[str, Any] | None:
+    table = model.get("intervals") or {}
+    scope = table.get("overall", {}) if task_type is None else table.get("by_task_type", {}).get(task_type, {})
+    return scope.get(metric)
+
+
+def _bounds(model: Mapping[str, Any], metric: str, task_type: str | None = None) -> tuple[float, float] | None:
+    rate = _interval(model, metric, task_type)
+    return (rate["low"], rate["high"]) if rate and rate.get("low") is not None else None
 
 
 def segment_chart(results: Mapping[str, Any]) -> str | None:
@@ -173,7 +227,8 @@ def segment_chart(results: Mapping[str, Any]) -> str | None:
     axes = fig.subplots(len(metrics), 1, squeeze=False)[:, 0]
     for ax, metric in zip(axes, metrics):
         series = {m: [results["models"][m]["by_task_type"].get(t, {}).get(metric) for t in types] for m in order}
-        _grouped_bars(ax, types, series, f"{metric} by task type")
+        bounds = {m: [_bounds(results["models"][m], metric, t) for t in types] for m in order}
+        _grouped_bars(ax, types, series, f"{metric} by task type (bars: 95 % Wilson interval)", bounds)
     fig.tight_layout()
     return _png(fig)
 
@@ -262,14 +317,25 @@ def _messages_html(messages: Sequence[Mapping[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _cell(model: Mapping[str, Any], metric: str, value: Any, task_type: str | None = None) -> str:
+    """A rate as "k/n = rate [low, high]" where it has an interval, else the value."""
+    rate = _interval(model, metric, task_type)
+    if rate and rate.get("rate") is not None:
+        return (f"{rate['k']}/{rate['n']} = {rate['rate']:.2f}<br><small>[{rate['low']:.2f}, "
+                f"{rate['high']:.2f}]</small>")
+    return _fmt(value)
+
+
 def _headline_table(results: Mapping[str, Any]) -> str:
     head = "".join(f"<th>{_e(k)}</th>" for k in HEADLINE)
     rows = "".join(
-        f'<tr><th class="l">{_e(m)}</th>' + "".join(f"<td>{_fmt(results['headline'][m].get(k))}</td>" for k in HEADLINE)
+        f'<tr><th class="l">{_e(m)}</th>'
+        + "".join(f"<td>{_cell(results['models'][m], k, results['headline'][m].get(k))}</td>" for k in HEADLINE)
         + "</tr>"
         for m in results["model_order"]
     )
     return f'<table><tr><th class="l">model</th>{head}</tr>{rows}</table>'
+
 
 
 def _segment_table(results: Mapping[str, Any]) -> str:
@@ -281,7 +347,8 @@ def _segment_table(results: Mapping[str, Any]) -> str:
     head = "".join(f"<th>{_e(k)}<br>{_e(m)}</th>" for k in metrics for m in order)
     rows = "".join(
         f'<tr><th class="l">{_e(t)}</th>' + "".join(
-            f"<td>{_fmt(results['models'][m]['by_task_type'].get(t, {}).get(k))}</td>" for k in metrics for m in order
+            f"<td>{_cell(results['models'][m], k, results['models'][m]['by_task_type'].get(t, {}).get(k), t)}</td>"
+            for k in metrics for m in order
         ) + "</tr>"
         for t in results["task_types"]
     )
@@ -294,7 +361,28 @@ def _promotion_html(decision: Mapping[str, Any] | None) -> str:
     verdict = "PROMOTE" if decision.get("promote") else "DO NOT PROMOTE"
     cls = "ok" if decision.get("promote") else "bad"
     reasons = "".join(f"<li>{_e(r)}</li>" for r in decision.get("reasons", []))
-    return f'<h2>Promotion decision</h2><p class="{cls}"><b>{verdict}</b></p><ul>{reasons}</ul>'
+    return (f'<h2>Promotion decision</h2><p class="{cls}"><b>{verdict}</b></p><ul>{reasons}</ul>'
+            + _comparison_table(decision.get("deltas") or {}))
+
+
+def _comparison_table(deltas: Mapping[str, Any]) -> str:
+    """Challenger minus incumbent, paired on the same units, overall and per task type."""
+    rows = []
+    scopes = [("overall", deltas.get("primary"))] + sorted((deltas.get("by_task_type") or {}).items())
+    for scope, c in scopes:
+        if not c or c.get("improvement") is None:
+            continue
+        p = c["paired"]
+        rows.append(
+            f'<tr><th class="l">{_e(scope)}</th><td class="l">{_e(c["metric"])}</td><td>{p["n"]}</td>'
+            f'<td>{p["only_challenger"]} / {p["only_incumbent"]}</td><td>{c["improvement"]:+.3f}</td>'
+            f'<td>[{c["low"]:+.3f}, {c["high"]:+.3f}]</td><td>{p["p_value"]:.2g}</td></tr>')
+    if not rows:
+        return ""
+    return ("<table><tr><th class='l'>scope</th><th class='l'>metric</th><th>n (paired)</th>"
+            "<th>better / worse</th><th>improvement</th><th>95 % paired interval</th><th>McNemar p</th></tr>"
+            + "".join(rows) + "</table>")
+
 
 
 def _examples_html(name: str, model: Mapping[str, Any]) -> str:

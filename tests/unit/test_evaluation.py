@@ -244,6 +244,52 @@ def test_model_policy_turns_parsed_output_into_assistant_messages():
     assert broken["parse_error"] == "bad JSON" and broken["tool_calls"] == [] and broken["content"] == "<tool_call>{"
 
 
+def test_an_unclosed_tool_call_makes_the_turn_invalid():
+    """The training package's parser lists unreadable calls under `parse_errors`: one such call
+    makes the whole turn unparseable, and the case counts in invalid_call_rate."""
+    from pipeline.training.chat_template import parse_assistant_output
+
+    raw = '<tool_call>{"name": "issue_refund", "arguments": {"order_id": "ORD-1"'
+    parsed = parse_assistant_output(raw)
+    assert parsed["parse_errors"] and not parsed["tool_calls"]
+    message = ModelPolicy(lambda m, t, s: (raw, parsed)).act([], TOOLS, 0)
+    assert message["parse_error"].startswith("unclosed tool call")
+    score = score_case(call_case(), message)
+    assert score.invalid_reason == "unparseable" and not score.action_match
+    assert summarize([score])["overall"]["invalid_call_rate"] == 1.0
+    # a readable call next to an unreadable one: still an invalid turn
+    both = parse_assistant_output('<tool_call>{"name": "search_kb", "arguments": {}}</tool_call><tool_call>{')
+    assert both["tool_calls"] and ModelPolicy(lambda m, t, s: ("x", both)).act([], TOOLS, 0).get("parse_error")
+
+
+def test_lockstep_trials_give_the_same_transcripts_as_one_at_a_time():
+    """Trials run together (one batched call per round) are the trials run alone."""
+    from pipeline.evaluation.sandbox import run_trial, run_trials
+
+    class Batched:
+        def __init__(self, spec):
+            self.inner, self.calls = ScriptedPolicy(spec, silent_wrong=0.5), 0
+
+        def act(self, messages, tools, seed):
+            return self.inner.act(messages, tools, seed)
+
+        def act_many(self, conversations, seed):
+            self.calls += 1
+            return [self.inner.act(m, t, seed) for m, t in conversations]
+
+    spec = spec_of("refund", 3)
+    policy = Batched(spec)
+    together = run_trials([("t", spec, seed) for seed in range(4)], policy, max_turns=8)
+    alone = [run_trial(spec, ScriptedPolicy(spec, silent_wrong=0.5), seed, max_turns=8, tid="t") for seed in range(4)]
+    assert [t.to_dict() for t in together] == [t.to_dict() for t in alone]
+    rounds = max(t.turns for t in together)
+    assert rounds < policy.calls <= 4 * rounds  # one call per seed and round: this policy uses its seed
+    greedy = Batched(spec)
+    greedy.greedy = True  # a policy that ignores seeds gets one call per round
+    run_trials([("t", spec, seed) for seed in range(4)], greedy, max_turns=8)
+    assert greedy.calls == rounds
+
+
 def test_user_answers_requests_for_facts_only():
     assert requested_facts("Could you tell me the email address on your account and the order number?") == [
         "email", "order_id"]
@@ -318,53 +364,84 @@ def test_sandbox_ends_on_parse_errors_and_turn_limits():
 # -- promotion -------------------------------------------------------------------------------
 
 
-def result(overall, **by_type):
-    return {"overall": {"action_accuracy": overall},
-            "by_task_type": {t: {"action_accuracy": v} for t, v in by_type.items()}}
+def result(metric="action_accuracy", **by_type):
+    """A model result with per-case outcomes: by_type = {task_type: (right, total)}."""
+    outcomes, units = {}, {}
+    for task_type, (right, total) in by_type.items():
+        for i in range(total):
+            unit = f"{task_type}-{i}"
+            outcomes[unit], units[unit] = i < right, task_type
+    rate = sum(outcomes.values()) / len(outcomes)
+    return {"overall": {metric: rate}, "outcomes": {metric: outcomes}, "units": units}
 
 
-def test_promotes_when_beating_the_champion_by_the_margin():
-    d = decide_promotion(result(0.85, refund=0.80, order_status=0.9), result(0.80, refund=0.82, order_status=0.85),
-                         "champion", "action_accuracy", margin=0.03, tolerance=0.05, segment_metric="action_accuracy")
+def test_promotes_when_the_lower_bound_of_the_paired_gain_clears_the_margin():
+    # 45/60 vs 15/60 on the same cases: +0.50, far outside the noise
+    challenger = result(refund=(25, 30), order_status=(20, 30))
+    incumbent = result(refund=(10, 30), order_status=(5, 30))
+    d = decide_promotion(challenger, incumbent, "champion", margin=0.1, tolerance=0.05, min_segment_units=10)
     assert d.promote and d.reasons[0].startswith("promote")
-    assert d.deltas["primary"]["delta"] == pytest.approx(0.05)
-    assert d.deltas["by_task_type"]["refund"]["delta"] == pytest.approx(-0.02)
+    assert d.deltas["primary"]["improvement"] == pytest.approx(0.5)
+    assert d.deltas["primary"]["low"] > 0.1
+    assert d.deltas["primary"]["paired"]["only_challenger"] == 30 and d.deltas["primary"]["paired"]["n"] == 60
+    assert "[+0." in d.reasons[1] and "McNemar p" in d.reasons[1]
 
 
-def test_refuses_a_task_type_regression_beyond_tolerance():
-    d = decide_promotion(result(0.90, refund=0.60, order_status=0.99), result(0.80, refund=0.80, order_status=0.80),
-                         "champion", "action_accuracy", margin=0.03, tolerance=0.05, segment_metric="action_accuracy")
-    assert not d.promote
-    assert any("task type refund regressed on action_accuracy by 0.200" in r for r in d.reasons)
-    assert "regresses on refund" in d.reasons[0] and "order_status" not in d.reasons[0]
+def test_refuses_a_point_gain_whose_interval_includes_zero():
+    # 33/60 vs 30/60: the point estimate wins by 5 points, the 95 % interval does not exclude 0
+    challenger = result(refund=(17, 30), order_status=(16, 30))
+    incumbent = result(refund=(15, 30), order_status=(15, 30))
+    d = decide_promotion(challenger, incumbent, "champion", margin=0.0, tolerance=0.1)
+    assert d.deltas["primary"]["improvement"] == pytest.approx(0.05)
+    assert d.deltas["primary"]["low"] < 0 and not d.promote
+    assert d.reasons[0] == ("keep the champion: its gain on action_accuracy over the champion is not established "
+                            "at 95%")
+    assert "required: lower bound above 0.000: not met" in d.reasons[1]
 
 
-def test_refuses_a_gain_below_the_margin():
-    d = decide_promotion(result(0.81, refund=0.8), result(0.80, refund=0.8), "champion", "action_accuracy",
-                         margin=0.02, tolerance=0.05, segment_metric="action_accuracy")
-    assert not d.promote and "does not beat the champion on action_accuracy by at least 0.020" in d.reasons[0]
+def test_refuses_an_established_task_type_regression_beyond_tolerance():
+    challenger = result(refund=(2, 30), order_status=(30, 30), cancellation=(30, 30))
+    incumbent = result(refund=(25, 30), order_status=(2, 30), cancellation=(2, 30))
+    d = decide_promotion(challenger, incumbent, "champion", margin=0.0, tolerance=0.1)
+    assert d.deltas["primary"]["low"] > 0  # the overall gain alone would promote
+    assert not d.promote and "it regresses on refund" in d.reasons[0] and "order_status" not in d.reasons[0]
+    assert any(r.startswith("task type refund regressed beyond the tolerance 0.100") for r in d.reasons)
+
+
+def test_a_regression_on_too_few_cases_is_reported_not_decisive():
+    challenger = result(refund=(0, 4), order_status=(30, 30))
+    incumbent = result(refund=(4, 4), order_status=(0, 30))
+    d = decide_promotion(challenger, incumbent, "base", min_segment_units=10)
+    assert d.promote and "too few cases to judge a regression: refund (n = 4)" in d.reasons
 
 
 def test_a_tie_never_replaces_the_incumbent_even_with_no_margin():
-    d = decide_promotion(result(0.0, refund=0.0), result(0.0, refund=0.0), "base", "action_accuracy",
-                         margin=0.0, tolerance=0.05, segment_metric="action_accuracy")
-    assert not d.promote and d.reasons[0] == "keep the base: it does not beat the base on action_accuracy"
-    assert "required: better: not met" in d.reasons[1]
+    d = decide_promotion(result(refund=(0, 20)), result(refund=(0, 20)), "base")
+    assert not d.promote and d.deltas["primary"]["improvement"] == 0.0
 
 
 def test_without_a_champion_the_base_model_is_the_incumbent():
-    base, challenger = result(0.5, refund=0.5), result(0.7, refund=0.7)
+    base, challenger = result(refund=(5, 40)), result(refund=(35, 40))
     incumbent, name = incumbent_for(None, base)
     assert incumbent is base and name == "base"
-    d = decide_promotion(challenger, incumbent, name, "action_accuracy", 0.05, 0.05, "action_accuracy")
+    d = decide_promotion(challenger, incumbent, name, margin=0.05, tolerance=0.05)
     assert d.promote and "beats the base" in d.reasons[0] and d.deltas["incumbent"] == "base"
-    assert incumbent_for(result(0.9), base)[1] == "champion"
+    assert incumbent_for(result(refund=(1, 2)), base)[1] == "champion"
+
+
+def test_only_units_both_models_were_judged_on_are_compared():
+    challenger = result(refund=(30, 30))
+    incumbent = result(refund=(0, 20))  # the first 20 cases only
+    d = decide_promotion(challenger, incumbent, "base")
+    assert d.deltas["primary"]["paired"]["n"] == 20 and d.deltas["primary"]["unpaired"] == 10
+    assert any("10 units judged for only one of the two models" in r for r in d.reasons)
 
 
 def test_lower_is_better_metrics_are_compared_the_right_way_round():
-    worse = {"overall": {"invalid_call_rate": 0.20}, "by_task_type": {}}
-    better = {"overall": {"invalid_call_rate": 0.05}, "by_task_type": {}}
-    assert decide_promotion(better, worse, "base", "invalid_call_rate", 0.1, 0.0, "invalid_call_rate").promote
+    worse = result("invalid_call_rate", refund=(30, 60))
+    better = result("invalid_call_rate", refund=(3, 60))
+    d = decide_promotion(better, worse, "base", "invalid_call_rate", 0.1, 0.0, "invalid_call_rate")
+    assert d.promote and d.deltas["primary"]["improvement"] == pytest.approx(0.45)
     assert not decide_promotion(worse, better, "base", "invalid_call_rate", 0.1, 0.0, "invalid_call_rate").promote
 
 
@@ -385,7 +462,7 @@ def test_html_report_embeds_charts_and_names_every_model(tmp_path):
         sandbox = evaluate_sandbox(specs, scripted_factory(wrong), k=2)
         models[name] = model_result(name, scores, sandbox, cases)
     decision = decide_promotion(models["challenger"], models["champion"], "champion", "action_accuracy", 0.0, 0.1,
-                                "pass_hat_k")
+                                "pass_hat_k", min_segment_units=1)
     results = combine(models, decision, {"eval set": "unit"})
     assert results["headline"]["challenger"]["action_accuracy"] == 1.0
     assert results["headline"]["base"]["tool_name_accuracy"] == 0.0
@@ -398,4 +475,8 @@ def test_html_report_embeds_charts_and_names_every_model(tmp_path):
         assert f"<th class=\"l\">{name}</th>" in page and f"<h3>{name}</h3>" in page
     assert "called search_kb instead of issue_refund" in page  # an example with expected vs predicted
     assert "sandbox · refund" in page and "PROMOTE" in page
+    # every rate with its n and 95 % interval, and the paired comparison behind the decision
+    assert "3/3 = 1.00<br><small>[0.44, 1.00]</small>" in page  # the challenger's action accuracy
+    assert "95 % paired interval" in page and "McNemar p" in page
+    assert results["models"]["challenger"]["intervals"]["overall"]["action_accuracy"]["n"] == 3
     assert json.loads((tmp_path / "report" / "results.json").read_text())["model_order"] == list(models)
