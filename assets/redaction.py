@@ -6,6 +6,7 @@ from dagster_duckdb import DuckDBResource
 from assets.ingestion import raw_agent_logs
 from pipeline.partitions import daily_partitions
 from pipeline.redaction import redact_tables
+from pipeline.settings import get_settings
 from pipeline.warehouse import REDACTED_SCHEMA, read_partition, replace_partition
 
 
@@ -17,23 +18,30 @@ from pipeline.warehouse import REDACTED_SCHEMA, read_partition, replace_partitio
     kinds={"duckdb", "python"},
     tags={"stage": "redaction", "pii": "removed"},
     description=(
-        "The day's canonical tables with PII and secrets replaced by consistent placeholders "
-        "(<EMAIL_1>, <PERSON_2>, ...) in text, tool-call arguments and tool results. Schema "
-        "`redacted`; the only input of curation."
+        "The day's canonical tables with PII and secrets replaced in text, tool-call arguments "
+        "and tool results, consistently within a trajectory: by realistic surrogates "
+        "(made-up values of the same format, keyed per trajectory; the default) or by "
+        "placeholders (<EMAIL_1>; FLYWHEEL_REDACTION=placeholders). Schema `redacted`, with "
+        "`redacted.surrogates` listing what was issued; the only input of curation."
     ),
 )
 def redacted_trajectories(
     context: dg.AssetExecutionContext, duckdb: DuckDBResource
 ) -> dg.MaterializeResult:
     partition = context.partition_key
+    settings = get_settings()
     with duckdb.get_connection() as con:
         raw = read_partition(con, partition)
-        result = redact_tables(raw)
-        written = replace_partition(con, partition, result.tables, schema=REDACTED_SCHEMA)
+        result = redact_tables(raw, surrogate_key=settings.surrogate_key_bytes())
+        surrogates = [{"partition_date": partition, "record_key": key, "entity_type": kind, "surrogate": value}
+                      for key, kind, value in result.surrogates]
+        written = replace_partition(con, partition, {**result.tables, "surrogates": surrogates},
+                                    schema=REDACTED_SCHEMA)
     return dg.MaterializeResult(
         metadata={
             # Counts only: a finding never carries the value it replaced.
             "replacements_by_type": dg.MetadataValue.json(result.counts),
+            "replaced_with": settings.redaction,
             "replacements": sum(result.counts.values()),
             "malformed_json_redacted_as_text": result.malformed_json,
             "rows_written": dg.MetadataValue.json(written),

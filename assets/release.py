@@ -18,10 +18,12 @@ from pipeline.quality import (
     split_membership,
     validate_suite,
 )
+from pipeline.redaction.surrogates import IssuedSurrogates
 from pipeline.release import ReleaseRejected, install_hooks, publish
 from pipeline.resources import LakeFSResource, dbt_project
 from pipeline.settings import get_settings
 from pipeline.version import code_version
+from pipeline.warehouse import issued_surrogates
 
 
 def _provenance(con) -> tuple[list[str], list[str]]:
@@ -55,11 +57,12 @@ def dataset_release(
     with duckdb.get_connection() as con:
         frames = {name: load_mart(con, name) for name in MART_KEYS}
         raw_commits, partitions = _provenance(con)
+        issued = IssuedSurrogates(issued_surrogates(con))
     files = {f"{name}.parquet": parquet_bytes(frame) for name, frame in frames.items()}
 
     # Audit what will be published: the suites run on the Parquet bytes read back.
     published = {name: read_parquet(files[f"{name}.parquet"]) for name in MART_KEYS}
-    outcomes = [validate_suite(published[name], name, settings.gx_dir) for name in MART_KEYS]
+    outcomes = [validate_suite(published[name], name, settings.gx_dir, issued) for name in MART_KEYS]
     outcomes.append(validate_suite(split_membership(published), SPLIT_MEMBERSHIP, settings.gx_dir))
     validation = [outcome_record(o) for o in outcomes]
 

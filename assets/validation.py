@@ -16,7 +16,9 @@ from pipeline.quality import (
     split_membership,
     validate_suite,
 )
+from pipeline.redaction.surrogates import IssuedSurrogates
 from pipeline.settings import get_settings
+from pipeline.warehouse import issued_surrogates
 
 
 def mart_key(name: str) -> dg.AssetKey:
@@ -49,7 +51,8 @@ def _gx_check(name: str) -> dg.AssetChecksDefinition:
     def _check(duckdb: DuckDBResource) -> dg.AssetCheckResult:
         with duckdb.get_connection() as con:
             frame = load_mart(con, name)
-        return check_result(validate_suite(frame, name, docs_root=get_settings().gx_dir))
+            issued = IssuedSurrogates(issued_surrogates(con))
+        return check_result(validate_suite(frame, name, docs_root=get_settings().gx_dir, issued=issued))
 
     return _check
 

@@ -14,6 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.redaction.surrogates import IssuedSurrogates
 from pipeline.resources import EXPECTATIONS_DIR
 from pipeline.validation import ValidationOutcome, load_suite, validate_dataframe
 
@@ -63,11 +64,11 @@ def read_parquet(data: bytes) -> pd.DataFrame:
 
 
 def validate_suite(
-    frame: pd.DataFrame, suite_name: str, docs_root: Path | None = None
+    frame: pd.DataFrame, suite_name: str, docs_root: Path | None = None, issued: IssuedSurrogates | None = None
 ) -> ValidationOutcome:
     suite = load_suite(EXPECTATIONS_DIR / f"{suite_name}.json")
     id_columns = MART_KEYS.get(suite_name, ("split_group_key", "mart"))
-    return validate_dataframe(frame, suite, docs_root=docs_root, id_columns=id_columns)
+    return validate_dataframe(frame, suite, docs_root=docs_root, id_columns=id_columns, issued=issued)
 
 
 def outcome_record(outcome: ValidationOutcome) -> dict[str, Any]:

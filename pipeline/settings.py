@@ -8,7 +8,9 @@ repr and str are masked, so that printing or logging a Settings object never lea
 
 from __future__ import annotations
 
+import hashlib
 import os
+import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # Pinned lakeFS server release: the Python SDK pins (lakefs 0.16 / lakefs-sdk 1.88) speak
 # its API, and v1.84.0 is verified to build with Go 1.26 from the module proxy.
 LAKEFS_VERSION = "v1.84.0"
+REDACTION_MODES = ("surrogates", "placeholders")
 
 
 class Secret:
@@ -76,6 +79,15 @@ class Settings:
     ingest_workers: int = 1  # processes that parse one partition's files in parallel
     partition_start: str = "2026-11-01"  # first day of the daily partitions
     nightly_cron: str = "0 2 * * *"  # when nightly_retrain runs (UTC)
+    # What replaces personal data at the redaction boundary: realistic surrogates (default;
+    # agents trained on placeholders learn to write them) or placeholders such as <EMAIL_1>.
+    redaction: str = "surrogates"
+    surrogate_key_env: Secret | None = None  # FLYWHEEL_SURROGATE_KEY; else a key file in the state dir
+
+    def __post_init__(self) -> None:
+        if self.redaction not in REDACTION_MODES:
+            raise ValueError(f"FLYWHEEL_REDACTION must be one of {', '.join(REDACTION_MODES)}, "
+                             f"got {self.redaction!r}")
 
     @property
     def lakefs_dir(self) -> Path:
@@ -101,6 +113,35 @@ class Settings:
     @property
     def built_lakefs_bin(self) -> Path:
         return self.tools_dir / f"lakefs-{LAKEFS_VERSION}" / "lakefs"
+
+    @property
+    def surrogate_key_file(self) -> Path:
+        return self.state_dir / "secrets" / "surrogate.key"
+
+    def surrogate_key(self) -> Secret:
+        """The key that seeds surrogates (hex). From FLYWHEEL_SURROGATE_KEY, else a random key
+        made once for this state directory (mode 0600): anyone holding it could test a guess
+        of an original value against its surrogate, so it is never a shared default."""
+        if self.surrogate_key_env is not None:
+            return self.surrogate_key_env
+        path = self.surrogate_key_file
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:  # another process made it first
+                pass
+            else:
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(secrets.token_hex(32))
+        return Secret(path.read_text().strip())
+
+    def surrogate_key_bytes(self) -> bytes | None:
+        """The surrogate key for redaction (32 bytes derived from the key text, whatever its
+        form), or None when placeholders are configured."""
+        if self.redaction != "surrogates":
+            return None
+        return hashlib.sha256(self.surrogate_key().reveal().encode()).digest()
 
     @property
     def lakectl_config(self) -> Path:
@@ -145,4 +186,7 @@ def get_settings() -> Settings:
         ingest_workers=int(_env("INGEST_WORKERS", str(len(os.sched_getaffinity(0))))),
         partition_start=_env("PARTITION_START", "2026-11-01"),
         nightly_cron=_env("NIGHTLY_CRON", "0 2 * * *"),
+        redaction=_env("REDACTION", "surrogates"),
+        surrogate_key_env=Secret(os.environ["FLYWHEEL_SURROGATE_KEY"]) if os.environ.get("FLYWHEEL_SURROGATE_KEY")
+        else None,
     )

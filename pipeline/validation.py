@@ -11,7 +11,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.redaction.surrogates import IssuedSurrogates
 
 # Sample of failing values kept per expectation: enough to debug, small enough for metadata.
 FAILURE_SAMPLE = 5
@@ -116,10 +119,12 @@ def validate_dataframe(
     *,
     docs_root: Path | None = None,
     id_columns: tuple[str, ...] = (),
+    issued: IssuedSurrogates | None = None,
 ) -> ValidationOutcome:
     """Validate a pandas DataFrame against a suite dict; report every failure with a sample
     of failing values and rows (`id_columns` + the failing column). With `docs_root`, the
-    result is also rendered into the GX Data Docs site there."""
+    result is also rendered into the GX Data Docs site there. `issued`: the surrogates
+    redaction wrote, which the no-PII expectation accepts."""
     import great_expectations as gx
 
     context = _context(docs_root)
@@ -135,7 +140,11 @@ def validate_dataframe(
         gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions,
                       result_format="COMPLETE")
     )
-    run = checkpoint.run(batch_parameters={"dataframe": frame})
+    from pipeline.gx_expectations import issued_surrogates
+    from pipeline.redaction.surrogates import IssuedSurrogates
+
+    with issued_surrogates(issued if issued is not None else IssuedSurrogates(())):
+        run = checkpoint.run(batch_parameters={"dataframe": frame})
     [result] = run.run_results.values()
     failures = []
     for r in result.results:

@@ -49,9 +49,15 @@ QUARANTINE_TABLE = {
         source_line INTEGER, source_format VARCHAR, reason VARCHAR NOT NULL, detail VARCHAR,
         raw_excerpt VARCHAR""",
 }
+# The surrogates redaction wrote in place of personal data (made-up values, one row per
+# distinct surrogate of a trajectory): what the release's PII scan accepts.
+SURROGATES_TABLE = {
+    "surrogates": "partition_date VARCHAR NOT NULL, record_key VARCHAR NOT NULL, entity_type VARCHAR NOT NULL, "
+                  "surrogate VARCHAR NOT NULL",
+}
 SCHEMAS: dict[str, dict[str, str]] = {
     RAW_SCHEMA: {**RAW_TABLES, **QUARANTINE_TABLE},
-    REDACTED_SCHEMA: RAW_TABLES,
+    REDACTED_SCHEMA: {**RAW_TABLES, **SURROGATES_TABLE},
 }
 
 
@@ -158,6 +164,12 @@ def read_partition(con: Any, partition: str, schema: str = RAW_SCHEMA) -> dict[s
         names = [d[0] for d in cursor.description]
         tables[table] = [dict(zip(names, row)) for row in cursor.fetchall()]
     return tables
+
+
+def issued_surrogates(con: Any) -> list[str]:
+    """Every surrogate redaction has written, over all partitions."""
+    ensure_tables(con, REDACTED_SCHEMA)
+    return [r[0] for r in con.execute(f"SELECT DISTINCT surrogate FROM {REDACTED_SCHEMA}.surrogates").fetchall()]
 
 
 # Columns that name the ingestion run's own raw commit: each run commits anew (an audit

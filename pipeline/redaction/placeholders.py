@@ -43,7 +43,10 @@ class PlaceholderMap:
         self._counts: Counter[str] = Counter()
         self._person_parts: dict[str, str] = {}  # name token → placeholder of the full name
 
-    def placeholder(self, entity_type: str, value: str) -> str:
+    def prepare(self, found: object) -> None:
+        """Placeholders are numbered in order of appearance: nothing to prepare."""
+
+    def replacement(self, entity_type: str, value: str) -> str:
         key = (entity_type, normalize(entity_type, value))
         found = self._by_value.get(key)
         if found is not None:

@@ -8,8 +8,10 @@ How one trajectory is redacted (`TrajectoryRedactor`):
 2. Every value found anywhere in the trajectory (a name from "I'm Maria Keller", an address
    under a `shipping_address` key, a password) is then searched for verbatim in all of the
    trajectory's texts, so a value detected once by context is redacted everywhere it recurs.
-3. Spans are replaced by placeholders from one `PlaceholderMap`, so one value has one
-   placeholder across all fields and tables of the trajectory.
+3. Spans are replaced from one map per trajectory, so one value has one replacement across
+   all fields and tables of the trajectory: a realistic surrogate from a `SurrogateMap`
+   (the default: agents must not learn to write placeholders) or a placeholder from a
+   `PlaceholderMap` (`<EMAIL_1>`).
 
 JSON is rewritten in place: only the replaced leaves change, every other byte (key order,
 spacing, escapes) stays as it was, and the result is valid JSON. Spans are reported in the
@@ -23,11 +25,12 @@ import re
 from bisect import bisect_right
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 from pipeline.redaction.detectors import Span, detect, resolve
 from pipeline.redaction.keys import AMBIGUOUS, key_entity_type, static_key_type
 from pipeline.redaction.placeholders import PlaceholderMap
+from pipeline.redaction.surrogates import SurrogateMap
 
 # Columns redacted per raw table: True = a JSON column (any JSON value; malformed → text),
 # None = text that is parsed as JSON when it looks like an object/array (tool results).
@@ -48,12 +51,21 @@ _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?|tr
 _LOOKS_JSON = re.compile(r"\s*[\[{]")
 
 
+class ReplacementMap(Protocol):
+    """value -> what replaces it, for one trajectory (`PlaceholderMap`, `SurrogateMap`)."""
+
+    def prepare(self, found: Sequence[tuple[str, str]]) -> None:
+        """Everything detected in the trajectory as (value, entity_type), before any is replaced."""
+
+    def replacement(self, entity_type: str, value: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class Replacement:
     """One replaced value: never the value itself."""
 
     entity_type: str
-    placeholder: str
+    replacement: str  # the placeholder or surrogate written in its place
     path: str | None = None  # JSON path of the leaf ("$.customer.email"), None in plain text
 
 
@@ -72,7 +84,7 @@ class Finding:
     row: int  # index of the row in the input table
     column: str
     entity_type: str
-    placeholder: str
+    replacement: str
     path: str | None = None
 
 
@@ -81,6 +93,8 @@ class RedactionResult:
     tables: dict[str, list[dict[str, Any]]]
     findings: list[Finding] = field(default_factory=list)
     malformed_json: int = 0  # JSON cells that did not parse and were redacted as text
+    # (record_key, entity_type, surrogate) for every surrogate written (none with placeholders)
+    surrogates: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -306,15 +320,15 @@ def _offset_map(inner: str, decoded_len: int) -> list[int] | None:
     return pos if len(pos) == decoded_len + 1 else None
 
 
-def _render_spans(text: str, spans: Sequence[Span], pmap: PlaceholderMap, path: str | None,
+def _render_spans(text: str, spans: Sequence[Span], pmap: ReplacementMap, path: str | None,
                   out: list[Replacement]) -> str:
     pieces: list[str] = []
     last = 0
     for s in spans:
-        placeholder = pmap.placeholder(s.entity_type, text[s.start:s.end])
+        new = pmap.replacement(s.entity_type, text[s.start:s.end])
         pieces.append(text[last:s.start])
-        pieces.append(placeholder)
-        out.append(Replacement(s.entity_type, placeholder, path))
+        pieces.append(new)
+        out.append(Replacement(s.entity_type, new, path))
         last = s.end
     pieces.append(text[last:])
     return "".join(pieces)
@@ -332,7 +346,7 @@ def _leaf_span_mapper(raw: str, seg: _Seg):
     return lambda i: body_start + pos[i]
 
 
-def _render(f: _Field, pmap: PlaceholderMap, out: list[Replacement], spans_out: list[Span] | None) -> str:
+def _render(f: _Field, pmap: ReplacementMap, out: list[Replacement], spans_out: list[Span] | None) -> str:
     """The redacted text of a field; what was replaced is appended to `out`, and its spans (in
     the field's raw coordinates) to `spans_out` unless that is None."""
     if f.mode != "json":
@@ -346,9 +360,9 @@ def _render(f: _Field, pmap: PlaceholderMap, out: list[Replacement], spans_out: 
     last = 0
     for seg in f.segs:
         if seg.forced:
-            placeholder = pmap.placeholder(seg.forced, seg.text)
-            out.append(Replacement(seg.forced, placeholder, seg.path))
-            new = json.dumps(placeholder)
+            replacement = pmap.replacement(seg.forced, seg.text)
+            out.append(Replacement(seg.forced, replacement, seg.path))
+            new = json.dumps(replacement, ensure_ascii=False)
             if spans_out is not None:
                 start, end = (seg.start + 1, seg.end - 1) if seg.quoted else (seg.start, seg.end)
                 spans_out.append(Span(start, end, seg.forced))
@@ -381,11 +395,11 @@ def _render(f: _Field, pmap: PlaceholderMap, out: list[Replacement], spans_out: 
 
 
 class TrajectoryRedactor:
-    """Redacts all texts of one trajectory with one placeholder map (two passes: `add` all
-    texts, then `finish`)."""
+    """Redacts all texts of one trajectory with one replacement map (two passes: `add` all
+    texts, then `finish`); placeholders unless a map is given."""
 
-    def __init__(self, placeholders: PlaceholderMap | None = None, *, sweep: bool = True) -> None:
-        self.placeholders = placeholders if placeholders is not None else PlaceholderMap()
+    def __init__(self, replacements: ReplacementMap | None = None, *, sweep: bool = True) -> None:
+        self.replacements = replacements if replacements is not None else PlaceholderMap()
         self.sweep = sweep
         self._fields: list[_Field | None] = []
 
@@ -396,8 +410,9 @@ class TrajectoryRedactor:
 
     def finish(self) -> list[RedactedText | None]:
         fields = [f for f in self._fields if f is not None]
+        known = _known_values(fields)
+        self.replacements.prepare(known)
         if self.sweep:
-            known = _known_values(fields)
             if known:
                 for f in fields:
                     for seg in f.leaves():
@@ -408,35 +423,35 @@ class TrajectoryRedactor:
             if f is None:
                 results.append(None)
                 continue
-            replacements: list[Replacement] = []
+            made: list[Replacement] = []
             spans: list[Span] = []
-            text = _render(f, self.placeholders, replacements, spans if f.canonical else None)
-            results.append(RedactedText(text, tuple(sorted(spans)), tuple(replacements), f.mode))
+            text = _render(f, self.replacements, made, spans if f.canonical else None)
+            results.append(RedactedText(text, tuple(sorted(spans)), tuple(made), f.mode))
         return results
 
 
-def redact_messages(texts: Sequence[str | None], placeholders: PlaceholderMap | None = None,
+def redact_messages(texts: Sequence[str | None], replacements: ReplacementMap | None = None,
                     *, json_columns: Sequence[bool | None] | None = None) -> list[RedactedText | None]:
-    """Redact the texts of one trajectory together (consistent placeholders, sweep)."""
-    r = TrajectoryRedactor(placeholders)
+    """Redact the texts of one trajectory together (consistent replacements, sweep)."""
+    r = TrajectoryRedactor(replacements)
     for i, text in enumerate(texts):
         r.add(text, json_column=json_columns[i] if json_columns is not None else None)
     return r.finish()
 
 
-def redact_text(text: str, placeholders: PlaceholderMap | None = None) -> RedactedText:
+def redact_text(text: str, replacements: ReplacementMap | None = None) -> RedactedText:
     """Plain-text redaction of one text (no JSON parsing)."""
-    r = TrajectoryRedactor(placeholders)
+    r = TrajectoryRedactor(replacements)
     r.add(text, json_column=False)
     out = r.finish()[0]
     assert out is not None
     return out
 
 
-def redact_json(text: str, placeholders: PlaceholderMap | None = None) -> RedactedText:
+def redact_json(text: str, replacements: ReplacementMap | None = None) -> RedactedText:
     """JSON-aware redaction of one JSON text; malformed JSON falls back to text redaction
     (mode "json_as_text")."""
-    r = TrajectoryRedactor(placeholders)
+    r = TrajectoryRedactor(replacements)
     r.add(text, json_column=True)
     out = r.finish()[0]
     assert out is not None
@@ -450,11 +465,14 @@ def _row_key(table: str, row: Mapping[str, Any]) -> str:
     return f"{row.get('source_uri')}#{row.get('source_line')}"  # quarantine rows
 
 
-def redact_tables(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> RedactionResult:
-    """Redact the raw tables; placeholders are consistent across all tables of one record_key.
+def redact_tables(tables: Mapping[str, Sequence[Mapping[str, Any]]],
+                  surrogate_key: bytes | None = None) -> RedactionResult:
+    """Redact the raw tables; replacements are consistent across all tables of one record_key:
+    surrogates keyed by `surrogate_key` and the record key, or placeholders when it is None.
 
     Returns new rows (same columns, same order; input rows are not modified), findings without
-    original values, and counts by entity type. Tables not listed in REDACTED_COLUMNS are copied.
+    original values, counts by entity type, and the surrogates written. Tables not listed in
+    REDACTED_COLUMNS are copied.
     """
     out: dict[str, list[dict[str, Any]]] = {name: [dict(r) for r in rows] for name, rows in tables.items()}
     # record_key → [(table, row index, column, json?, original type)]
@@ -473,8 +491,10 @@ def redact_tables(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> Redactio
                 groups[key].append((table, i, column, is_json, type(value).__name__))
     findings: list[Finding] = []
     malformed = 0
+    surrogates: list[tuple[str, str, str]] = []
     for key, cells in groups.items():
-        r = TrajectoryRedactor()
+        replacements = SurrogateMap(surrogate_key, key) if surrogate_key is not None else PlaceholderMap()
+        r = TrajectoryRedactor(replacements)
         for table, i, column, is_json, _ in cells:
             value = tables[table][i][column]
             if not isinstance(value, str):  # already-parsed JSON (dict/list/number)
@@ -491,7 +511,9 @@ def redact_tables(tables: Mapping[str, Sequence[Mapping[str, Any]]]) -> Redactio
                     new = json.loads(red.text)
                 out[table][i][column] = new
                 findings.extend(
-                    Finding(key, table, i, column, rep.entity_type, rep.placeholder, rep.path)
+                    Finding(key, table, i, column, rep.entity_type, rep.replacement, rep.path)
                     for rep in red.replacements
                 )
-    return RedactionResult(out, findings, malformed)
+        if isinstance(replacements, SurrogateMap):
+            surrogates.extend((key, entity_type, value) for entity_type, value in sorted(replacements.issued))
+    return RedactionResult(out, findings, malformed, surrogates)

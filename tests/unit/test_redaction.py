@@ -162,11 +162,11 @@ def test_placeholders_are_independent_across_trajectories():
 
 def test_placeholder_map_normalises_per_type():
     m = PlaceholderMap()
-    assert m.placeholder("PHONE", "+1 415-555-0123") == m.placeholder("PHONE", "(415) 555-0123") == "<PHONE_1>"
-    assert m.placeholder("EMAIL", "A@X.com") == m.placeholder("EMAIL", "a@x.com") == "<EMAIL_1>"
-    assert m.placeholder("PERSON", "Maria Keller") == "<PERSON_1>"
-    assert m.placeholder("PERSON", "Maria") == "<PERSON_1>"  # part of a known full name
-    assert m.placeholder("PERSON", "Bob") == "<PERSON_2>"
+    assert m.replacement("PHONE", "+1 415-555-0123") == m.replacement("PHONE", "(415) 555-0123") == "<PHONE_1>"
+    assert m.replacement("EMAIL", "A@X.com") == m.replacement("EMAIL", "a@x.com") == "<EMAIL_1>"
+    assert m.replacement("PERSON", "Maria Keller") == "<PERSON_1>"
+    assert m.replacement("PERSON", "Maria") == "<PERSON_1>"  # part of a known full name
+    assert m.replacement("PERSON", "Bob") == "<PERSON_2>"
     assert m.counts() == {"PHONE": 1, "EMAIL": 1, "PERSON": 2}
 
 
@@ -326,7 +326,7 @@ def test_redact_tables_never_returns_an_original_value():
     dump = json.dumps(result.tables) + repr(result.findings) + repr(result.counts)
     for value in ORIGINALS:
         assert value not in dump
-    assert all(f.placeholder.startswith("<") for f in result.findings)
+    assert all(f.replacement.startswith("<") for f in result.findings)
     assert {f.table for f in result.findings} == {"trajectories", "steps", "tool_calls", "feedback", "quarantine"}
 
 
