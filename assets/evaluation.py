@@ -219,12 +219,10 @@ def _eval_metrics(results: dict) -> dict[str, float]:
 
 def _model_dir(mlflow: MlflowResource, version, target: Path) -> Path:
     """The merged model directory of a registered version, downloaded from MLflow."""
-    mlflow_module = mlflow.configure()
-    path = mlflow_module.artifacts.download_artifacts(
-        artifact_uri=f"models:/{MODEL_NAME}/{version.version}", dst_path=str(target)
-    )
-    found = sorted(Path(path).rglob("config.json"))
-    if not found:
-        raise dg.Failure(f"{MODEL_NAME} v{version.version} has no model directory in its artifacts",
-                         allow_retries=False)
-    return found[0].parent
+    from pipeline.agent_model import download_model_dir
+
+    mlflow.configure()
+    try:
+        return download_model_dir(f"models:/{MODEL_NAME}/{version.version}", target)
+    except FileNotFoundError as missing:
+        raise dg.Failure(str(missing), allow_retries=False) from missing

@@ -10,6 +10,7 @@ turn per row, as JSON text ({content, tool_calls, parse_errors}).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -35,3 +36,13 @@ class AgentModel(mlflow.pyfunc.PythonModel):
             )
             outputs.append(json.dumps(parsed))
         return outputs
+
+
+def download_model_dir(model_uri: str, target: Path) -> Path:
+    """The merged model directory in a registered version's artifacts (`models:/name/3`,
+    `models:/name@champion`), downloaded under `target` from the configured tracking server."""
+    path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(target))
+    found = sorted(Path(path).rglob("config.json"))
+    if not found:
+        raise FileNotFoundError(f"{model_uri} has no model directory in its artifacts")
+    return found[0].parent

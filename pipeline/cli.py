@@ -321,6 +321,82 @@ def bench_train(n_examples: int, model: str, as_json: bool) -> None:
     click.echo(json.dumps(result, indent=2, default=str) if as_json else format_train_benchmark(result))
 
 
+@bench.command("eval")
+@click.option("--model", "model", default="champion", show_default=True,
+              help="base (the embedded SmolLM2), champion or challenger (from MLflow), or a model directory.")
+@click.option("--cases", "n_cases", type=int, default=60, show_default=True, help="0 = every eval case.")
+@click.option("--warehouse", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="DuckDB file holding marts.eval_cases (default: the pipeline's warehouse).")
+@click.option("--max-new-tokens", type=int, default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@_one_line_errors
+def bench_eval(model: str, n_cases: int, warehouse: Path | None, max_new_tokens: int, as_json: bool) -> None:
+    """Cases/s of our evaluation path (batched, shared prefixes read once) next to transformers'
+    plain one-case-at-a-time generate, same model and cases, and whether their greedy
+    predictions are identical."""
+    import json
+
+    from pipeline.evaluation.bench import format_eval_bench, run_eval_bench
+
+    settings = get_settings()
+    result = run_eval_bench(_model_dir(model), warehouse or settings.duckdb_path, n_cases, max_new_tokens,
+                            log=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(result, indent=2) if as_json else format_eval_bench(result))
+    if result["different_cases"]:
+        sys.exit(1)
+
+
+def _model_dir(model: str) -> Path:
+    """A model directory for `base`, `champion`/`challenger` (downloaded from MLflow), or a path."""
+    from pipeline.training.base_model import resolve_base_model
+
+    settings = get_settings()
+    if model == "base":
+        return Path(resolve_base_model("smollm2-135m-instruct", settings.state_dir / "models"))
+    if model in ("champion", "challenger"):
+        import tempfile
+
+        import mlflow
+
+        from pipeline.agent_model import download_model_dir
+        from pipeline.audit import MODEL_NAME
+
+        mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+        try:
+            return download_model_dir(f"models:/{MODEL_NAME}@{model}", Path(tempfile.mkdtemp(prefix="flywheel-bench-")))
+        except Exception as error:  # noqa: BLE001 - one line: no stack, no such alias
+            raise StackError(f"cannot fetch {MODEL_NAME}@{model} from {settings.mlflow_tracking_uri}: {error}") from error
+    if not Path(model).is_dir():
+        raise StackError(f"--model {model}: not base, champion, challenger or a model directory")
+    return Path(model)
+
+
+@bench.command("budget")
+@click.argument("arms", nargs=-1, required=True)
+@click.option("--warehouse", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="DuckDB file holding the release's marts (default: the pipeline's warehouse).")
+@click.option("--cases", "n_cases", type=int, default=60, show_default=True)
+@click.option("--tasks", "n_tasks", type=int, default=6, show_default=True)
+@click.option("--k", type=int, default=2, show_default=True)
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Models, generations and budget.json (default: $STATE/bench/budget).")
+@click.option("--json", "as_json", is_flag=True)
+def bench_budget(arms: tuple[str, ...], warehouse: Path | None, n_cases: int, n_tasks: int, k: int,
+                 out_dir: Path | None, as_json: bool) -> None:
+    """Train the base model per ARM (`name:method=full,learning_rate=1e-4,lr_scheduler=constant,
+    max_steps=8,save=4/8`; also dpo_steps=N, warehouse=PATH) and evaluate every kept model
+    against the base on the same cases and sandbox tasks: the measurement behind the defaults."""
+    import json
+
+    from pipeline.training.budget import format_budget, parse_arm, run_budget
+
+    settings = get_settings()
+    report = run_budget(warehouse or settings.duckdb_path, "smollm2-135m-instruct", settings.state_dir / "models",
+                        out_dir or settings.state_dir / "bench" / "budget", [parse_arm(a) for a in arms],
+                        n_cases, n_tasks, k, log=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(report, indent=2, default=str) if as_json else format_budget(report))
+
+
 @bench.command("reliability")
 @click.option("--json", "as_json", is_flag=True)
 @_one_line_errors

@@ -43,6 +43,7 @@ from pipeline.training.data import (COUNTER_KEYS, IGNORE, PackedCollator, SFTExa
 
 
 OnLog = Callable[[int, dict[str, float]], None]
+OnCheckpoint = Callable[[int, Any], None]  # (optimizer step, model) at the steps asked for
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -241,6 +242,20 @@ def _metrics_callback(progress: _Progress, on_log: OnLog | None):
     return MetricsCallback()
 
 
+def _checkpoint_callback(steps: Iterable[int], on_checkpoint: OnCheckpoint):
+    """Hands the model to `on_checkpoint` after each of `steps` (a budget curve from one run)."""
+    from transformers import TrainerCallback
+
+    wanted = set(steps)
+
+    class CheckpointCallback(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step in wanted:
+                on_checkpoint(state.global_step, model)
+
+    return CheckpointCallback()
+
+
 def _adapters_follow_autocast(model: Any, bf16: bool):
     """Under bf16 autocast PEFT would cast each LoRA layer's bf16 input back to fp32 (the
     adapter's dtype), keeping an extra fp32 copy per layer for backward; autocast already runs
@@ -323,8 +338,10 @@ def _resolve_config_model(model_dir: ModelRef | None, config: TrainConfig) -> Mo
 
 
 def fit_sft(examples: Iterable[Mapping[str, Any] | SFTExample], model_dir: ModelRef, config: TrainConfig,
-            on_log: OnLog | None = None) -> tuple[Any, Any, TrainResult]:
-    """Train and return (model, tokenizer, result) without saving (see train_sft)."""
+            on_log: OnLog | None = None, checkpoint_steps: Iterable[int] = (),
+            on_checkpoint: OnCheckpoint | None = None) -> tuple[Any, Any, TrainResult]:
+    """Train and return (model, tokenizer, result) without saving (see train_sft);
+    `on_checkpoint(step, model)` is called after each of `checkpoint_steps`."""
     from transformers import set_seed
 
     device, bf16 = resolve_precision(config.precision)
@@ -346,9 +363,12 @@ def fit_sft(examples: Iterable[Mapping[str, Any] | SFTExample], model_dir: Model
     progress = _Progress()
     with tempfile.TemporaryDirectory(prefix="flywheel-train-") as scratch:
         args = _training_arguments(config, scratch, bf16)
+        callbacks = [_metrics_callback(progress, on_log)]
+        if on_checkpoint is not None:
+            callbacks.append(_checkpoint_callback(checkpoint_steps, on_checkpoint))
         trainer = _sft_trainer_class()(
             model=model, args=args, train_dataset=rows, data_collator=PackedCollator(tokenizer.pad_token_id),
-            callbacks=[_metrics_callback(progress, on_log)], progress=progress, group_lengths=group_lengths)
+            callbacks=callbacks, progress=progress, group_lengths=group_lengths)
         _quiet(trainer)
         with PeakMemory() as memory, _adapters_follow_autocast(model, bf16):
             cpu_start, wall_start = time.process_time(), time.perf_counter()
