@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from dataclasses import replace
 
 import dagster as dg
 import pandas as pd
@@ -18,20 +19,36 @@ from pipeline.version import code_version
 
 
 class TrainingConfig(dg.Config):
-    """Defaults are sized for a 2-core CPU (a few minutes); a GPU is used when present."""
+    """Defaults chosen from measurements on a 2-core CPU (README, "Training and evaluation":
+    `flywheel bench budget`). -1 means sized to the device: the measured CPU budget, or
+    several epochs over the whole release on a GPU."""
 
     base_model: str = "smollm2-135m-instruct"  # or a local model dir, or a hub id
-    method: str = "lora"  # or "full"
-    max_examples: int = 24  # 0 = all of sft_examples
-    max_steps: int = 3
-    batch_size: int = 1
+    method: str = "full"  # or "lora"
+    max_examples: int = 0  # 0 = all of sft_examples; steps draw packed rows from all of them
+    max_steps: int = -1  # optimizer steps (one packed row each on CPU): -1 = CPU_STEPS on CPU, `epochs` on a GPU
+    epochs: float = 3.0  # passes over the release when the step budget is not set (a GPU)
+    batch_size: int = -1  # packed rows per step: -1 = 1 on CPU, 8 on a GPU
     grad_accum: int = 1
-    max_length: int = 2048  # the system turn with 11 tool schemas alone is ~1.3k tokens
-    learning_rate: float = 2e-4
+    max_length: int = 3072  # tokens per example; the demo's longest is ~2,400, the system turn alone ~1,330
+    learning_rate: float = 1e-4
+    lr_scheduler: str = "constant"  # any transformers schedule: constant, linear, cosine, ...
+    warmup_steps: int = 0
     lora_r: int = 16
     seed: int = 0
-    dpo: bool = False  # after SFT, DPO on preference_pairs from the same release (when any)
+    dpo: bool = False  # end with DPO on preference_pairs from the same release (when any)...
+    dpo_steps: int = 2  # ...as the last steps of the budget (SFT gets the rest), on a LoRA adapter
+    dpo_learning_rate: float = 5e-5
     dpo_beta: float = 0.1
+
+    def resolved(self, gpu: bool) -> dict:
+        """The settings training runs with on this device (what the training key and MLflow record)."""
+        steps = self.max_steps if self.max_steps != -1 else (0 if gpu else CPU_STEPS)
+        batch = self.batch_size if self.batch_size != -1 else (8 if gpu else 1)
+        return {**self.model_dump(), "max_steps": steps, "batch_size": batch}
+
+
+CPU_STEPS = 8
 
 
 def latest_release(context) -> dict:
@@ -60,11 +77,13 @@ def select_examples(frame: pd.DataFrame, limit: int) -> pd.DataFrame:
     retry_policy=TRANSIENT_RETRY,
     automation_condition=AFTER_BLOCKING_CHECKS,
     description=(
-        "LoRA fine-tuning (transformers + PEFT, assistant-only loss over the project's "
-        "tool-calling chat template, packed sequences) on sft_examples read from the release's "
-        "lakeFS commit id. One MLflow run with params, per-step metrics, the lakefs:// dataset "
-        "input and audit tags; the merged model is registered as a new version of "
-        "flywheel-agent under the alias `challenger`."
+        "Fine-tuning of the base model (transformers; full or LoRA, assistant-only loss over the "
+        "project's tool-calling chat template, packed sequences behind one shared system turn) "
+        "on sft_examples read from the release's lakeFS commit id, with a step budget measured "
+        "on this CPU (larger on a GPU); optionally ending with DPO on preference_pairs. One "
+        "MLflow run with params, per-step metrics, the lakefs:// dataset input and audit tags; "
+        "the merged model is registered as a new version of flywheel-agent under the alias "
+        "`challenger`."
     ),
 )
 def fine_tuned_model(
@@ -92,7 +111,9 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
         read_parquet(read_release_file(datasets, commit, "sft_examples.parquet")),
         config.max_examples,
     )
-    params = config.model_dump()
+    import torch
+
+    params = config.resolved(gpu=torch.cuda.is_available())
     # Same release + same config + same code = same model: a re-run (after MLflow was
     # unreachable, say) reuses the registered version instead of registering a duplicate.
     training_key = hashlib.sha256(
@@ -122,11 +143,20 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
         {"messages": json.loads(row.messages), "tools": json.loads(row.tools), "weight": row.weight}
         for row in frame.itertuples()
     ]
+    pairs = read_parquet(read_release_file(datasets, commit, "preference_pairs.parquet")) if config.dpo else None
+    if pairs is not None and not len(pairs):
+        context.log.warning("DPO is on but the release has no preference pairs; SFT only")
+        pairs = None
+    steps, dpo_steps = params["max_steps"], config.dpo_steps if pairs is not None else 0
+    if dpo_steps and steps and steps <= dpo_steps:
+        raise dg.Failure(f"dpo_steps ({dpo_steps}) must be fewer than max_steps ({steps})", allow_retries=False)
     train_config = TrainConfig(
-        base_model=config.base_model, method=config.method, max_steps=config.max_steps,
-        batch_size=config.batch_size, grad_accum=config.grad_accum, max_length=config.max_length,
-        learning_rate=config.learning_rate, lora_r=config.lora_r, lora_alpha=2 * config.lora_r,
-        seed=config.seed, dpo=config.dpo, dpo_beta=config.dpo_beta,
+        base_model=config.base_model, method=config.method, max_steps=steps - dpo_steps if steps else -1,
+        epochs=config.epochs, batch_size=params["batch_size"], grad_accum=config.grad_accum,
+        max_length=config.max_length,
+        learning_rate=config.learning_rate, lr_scheduler=config.lr_scheduler, warmup_steps=config.warmup_steps,
+        lora_r=config.lora_r, lora_alpha=2 * config.lora_r, seed=config.seed, dpo=pairs is not None,
+        dpo_beta=config.dpo_beta,
     )
     mlflow_module = mlflow.configure()
     with mlflow.start_run(f"fine-tune {release['tag']}", context.run.run_id, tags) as run:
@@ -143,18 +173,16 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
 
         result = train_sft(examples, base_dir, out_dir, train_config, on_log=log_step)
         mlflow_module.log_metrics(result.metrics())
-        if config.dpo:
-            pairs = read_parquet(read_release_file(datasets, commit, "preference_pairs.parquet"))
-            if len(pairs):
-                dpo_dir = out_dir.with_name(out_dir.name + "-dpo")
-                dpo = train_dpo(pairs.to_dict("records"), out_dir, dpo_dir, train_config,
-                                on_log=lambda step, m: mlflow_module.log_metrics(
-                                    {f"dpo.{k}": float(v) for k, v in m.items()
-                                     if isinstance(v, (int, float))}, step=step))
-                mlflow_module.log_metrics({f"dpo.{k}": v for k, v in dpo.metrics().items()})
-                out_dir = dpo_dir
-            else:
-                context.log.warning("DPO is on but the release has no preference pairs; SFT only")
+        if pairs is not None:
+            dpo_config = replace(train_config, method="lora", max_steps=dpo_steps or -1,
+                                 learning_rate=config.dpo_learning_rate, lr_scheduler="constant", warmup_steps=0)
+            dpo_dir = out_dir.with_name(out_dir.name + "-dpo")
+            dpo = train_dpo(pairs.to_dict("records"), out_dir, dpo_dir, dpo_config,
+                            on_log=lambda step, m: mlflow_module.log_metrics(
+                                {f"dpo.{k}": float(v) for k, v in m.items()
+                                 if isinstance(v, (int, float))}, step=step))
+            mlflow_module.log_metrics({f"dpo.{k}": v for k, v in dpo.metrics().items()})
+            out_dir = dpo_dir
         version = register_model(mlflow_module, client, out_dir, tags)
     return dg.MaterializeResult(metadata={
         "model_version": int(version.version),

@@ -289,7 +289,7 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
     resources = {"lakefs": pipeline_env["lakefs"],
                  "mlflow": MlflowResource(tracking_uri=tracking, artifact_root=str(tmp_path / "artifacts"))}
     run_config = {"ops": {
-        "fine_tuned_model": {"config": {"base_model": "tiny-random-llama", "max_steps": 2,
+        "fine_tuned_model": {"config": {"base_model": "tiny-random-llama", "max_steps": 3, "dpo_steps": 1,
                                         "max_examples": 4, "max_length": 2048, "dpo": True}},
         "evaluation_report": {"config": {"max_cases": 3, "sandbox_tasks": 1, "k": 1,
                                          "max_new_tokens": 8, "max_turns": 2}},
