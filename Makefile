@@ -11,7 +11,7 @@ DEPS_KEY := $(shell cat pyproject.toml Makefile | sha256sum | cut -c1-16)
 STAMP    := $(VENV)/.installed-$(DEPS_KEY)
 
 help:
-	@echo "make demo   - set everything up, start the local stack, simulate logs, run the main job"
+	@echo "make demo   - set everything up, start the local stack, simulate logs, run two nights of the main job"
 	@echo "make test   - set everything up and run the test suite (what CI runs)"
 	@echo "make setup  - only install dependencies and build/locate the lakeFS server"
 	@echo "make down   - stop the local stack"
@@ -28,13 +28,23 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-setup: install
+# The lakeFS server build (Go: minutes when its caches are cold) needs only the system
+# Python, so it runs beside the pip install instead of after it.
+lakefs:
+	@python3 -m pipeline.stack
+
+setup:
+	@$(MAKE) --no-print-directory -j2 install lakefs
 	@$(BIN)/flywheel setup
 
+# Two nights: three days of logs train the first challenger (compared with the base model),
+# then the next day's logs train a second one, compared with the champion the first became.
 demo: setup
 	@$(BIN)/flywheel up
 	@$(BIN)/flywheel simulate --days 3 --per-day 150
 	@$(BIN)/flywheel run
+	@$(BIN)/flywheel simulate --days 1 --per-day 150 --start-date 2026-11-19 --seed 8
+	@$(BIN)/flywheel run --partition 2026-11-19
 	@$(BIN)/flywheel status
 
 # Browser tests drive Debian's chromium (Playwright's own browser download fails offline).
@@ -49,4 +59,4 @@ test: setup browser
 down:
 	@test -x $(BIN)/flywheel && $(BIN)/flywheel down || true
 
-.PHONY: help install setup browser demo test down
+.PHONY: help install lakefs setup browser demo test down

@@ -352,3 +352,12 @@ def service_status(settings: Settings, service: Service) -> tuple[bool, str]:
     if not http_ok(service.health_url):
         return False, f"{service.name}: UNHEALTHY (pid {pid} does not answer {service.health_url})"
     return True, f"{service.name}: up at {service.ui_url} (pid {pid})"
+
+
+if __name__ == "__main__":  # `make setup` builds lakeFS with the system Python while pip installs
+    from pipeline.settings import get_settings
+
+    try:
+        print(f"lakeFS server: {ensure_lakefs_binary(get_settings())}")
+    except StackError as error:
+        sys.exit(f"flywheel: {error}")
