@@ -30,7 +30,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -158,8 +160,9 @@ class BatchedEngine:
     order, so those that share a beginning sit next to each other (every case of a
     deployment shares the ~1,300-token system turn; the cases of one trajectory share its
     whole history up to the earlier decision point). Each prompt starts from the KV cache of
-    the longest already-read prefix (the previous prompt, or its system turn, read once and
-    kept) and runs only the tokens after it.
+    the longest already-read prefix (one of the last `batch_size` prompts read, such as the
+    same sandbox conversation one turn earlier, or its system turn, read once and kept) and
+    runs only the tokens after it.
     Decode, `batch_size` conversations at a time: their caches are laid side by side in one
     preallocated cache (left-aligned so the newest tokens line up; a growing cache would
     copy itself at every token), and each step runs one token per row, computing the
@@ -179,7 +182,8 @@ class BatchedEngine:
         self.end_token = end_token
         self.end_id = self.tokenizer.convert_tokens_to_ids(end_token)
         self._system_turns: dict[tuple[int, ...], Any] = {}  # system turn -> its KV cache
-        self._last: tuple[tuple[int, ...], Any] = ((), None)  # the last prompt read, and its cache
+        # the last prompts read, with their caches (a few hundred MB at most: batch_size of them)
+        self._recent: deque[tuple[list[int], Any]] = deque(maxlen=batch_size)
         self.stats = GenerationStats(extra={"load_seconds": time.perf_counter() - started,
                                             "prefill_seconds": 0.0, "decode_seconds": 0.0})
 
@@ -204,16 +208,12 @@ class BatchedEngine:
                 self._system_turns[system] = self.model(
                     input_ids=torch.tensor([system], device=self.model.device), use_cache=True,
                     logits_to_keep=1).past_key_values
-        last_ids, last_cache = self._last
-        common = 0
-        for a, b in zip(last_ids, ids):
-            if a != b:
-                break
-            common += 1
-        common = min(common, len(ids) - 1)
-        if last_cache is not None and common > len(system):
-            return common, last_cache
-        return (len(system), self._system_turns[system]) if system else (0, None)
+        best, best_cache = (len(system), self._system_turns[system]) if system else (0, None)
+        for seen, cache in self._recent:
+            common = min(len(os.path.commonprefix([seen, ids])), len(ids) - 1)
+            if common > best:
+                best, best_cache = common, cache
+        return best, best_cache
 
     @torch.inference_mode()
     def _prefill(self, ids: list[int]) -> tuple[Any, int]:
@@ -226,7 +226,7 @@ class BatchedEngine:
                 cache.crop(-excess)
         out = self.model(input_ids=torch.tensor([ids[known:]], device=self.model.device), past_key_values=cache,
                          use_cache=True, logits_to_keep=1)
-        self._last = (tuple(ids), out.past_key_values)
+        self._recent.append((ids, out.past_key_values))
         self.stats.cached_prompt_tokens += known
         return out.past_key_values, int(out.logits[0, -1].argmax())
 
