@@ -88,6 +88,7 @@ def evaluation_report(
 
 def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
               mlflow: MlflowResource) -> dg.MaterializeResult:
+    from pipeline.agent_model import version_by_alias
     from pipeline.evaluation.cases import load_case, task_specs
     from pipeline.evaluation.policy import EnginePolicy
     from pipeline.evaluation.promotion import decide_promotion, incumbent_for
@@ -103,10 +104,7 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
     cases = _subset([load_case(row) for row in frame.to_dict("records")], config.case_limit())
     tasks = _spread(task_specs(cases), config.sandbox_tasks)
 
-    try:
-        champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
-    except Exception:  # noqa: BLE001 - MLflow raises RestException when the alias is unset
-        champion = None
+    champion = version_by_alias(client, MODEL_NAME, "champion")
     downloads = Path(tempfile.mkdtemp(prefix="flywheel-eval-"))
     base_dir = Path(resolve_base_model(challenger.tags["base_model"], settings.state_dir / "models"))
     # name -> (how to get the model directory, what identifies its weights in the output cache)

@@ -24,6 +24,9 @@ class TrainingConfig(dg.Config):
     several epochs over the whole release on a GPU."""
 
     base_model: str = "smollm2-135m-instruct"  # or a local model dir, or a hub id
+    # "champion": continue from the current champion (each night builds on the last one the
+    # evaluation accepted; the base model while there is none); "base": start over each time
+    init_from: str = "champion"
     method: str = "full"  # or "lora"
     max_examples: int = 0  # 0 = all of sft_examples; steps draw packed rows from all of them
     max_steps: int = -1  # optimizer steps (one packed row each on CPU): -1 = CPU_STEPS on CPU, `epochs` on a GPU
@@ -98,6 +101,9 @@ def fine_tuned_model(
 
 def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
                mlflow: MlflowResource) -> dg.MaterializeResult:
+    import torch
+
+    from pipeline.agent_model import download_model_dir, version_by_alias
     from pipeline.mlflow_lakefs import LakeFSDatasetSource
     from pipeline.training.base_model import resolve_base_model
     from pipeline.training.train import TrainConfig, train_dpo, train_sft
@@ -111,9 +117,12 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
         read_parquet(read_release_file(datasets, commit, "sft_examples.parquet")),
         config.max_examples,
     )
-    import torch
-
-    params = config.resolved(gpu=torch.cuda.is_available())
+    if config.init_from not in ("champion", "base"):
+        raise dg.Failure(f"init_from must be champion or base, got {config.init_from!r}", allow_retries=False)
+    client = mlflow.client()
+    parent = version_by_alias(client, MODEL_NAME, "champion") if config.init_from == "champion" else None
+    params = {**config.resolved(gpu=torch.cuda.is_available()),
+              "init_from": f"{MODEL_NAME}/{parent.version}" if parent is not None else config.base_model}
     # Same release + same config + same code = same model: a re-run (after MLflow was
     # unreachable, say) reuses the registered version instead of registering a duplicate.
     training_key = hashlib.sha256(
@@ -122,9 +131,8 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
     tags = {
         "lakefs.repo": settings.datasets_repo, "lakefs.commit": commit, TAG_RELEASE: release["tag"],
         "code_version": code_version(), "base_model": config.base_model, "training_key": training_key,
-        "dagster.run_id": context.run.run_id,
+        "dagster.run_id": context.run.run_id, "init_from": params["init_from"],
     }
-    client = mlflow.client()
     for orphan in end_orphaned_runs(context, client, mlflow.experiment_id(), training_key):
         context.log.warning(f"MLflow run {orphan} of an earlier, dead attempt was left RUNNING; ended it as KILLED")
     existing = client.search_model_versions(f"name = '{MODEL_NAME}' and tags.training_key = '{training_key}'")
@@ -137,8 +145,14 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
             "training_key": training_key, "reused_existing_version": True, TAG_RELEASE: release["tag"],
         })
 
-    base_dir = resolve_base_model(config.base_model, settings.state_dir / "models")
     out_dir = settings.state_dir / "models" / "runs" / context.run.run_id
+    if parent is not None:
+        mlflow.configure()
+        start_dir = download_model_dir(f"models:/{MODEL_NAME}/{parent.version}",
+                                       out_dir.with_name(out_dir.name + "-init"))
+        context.log.info(f"continuing from the champion, {MODEL_NAME} v{parent.version}")
+    else:
+        start_dir = resolve_base_model(config.base_model, settings.state_dir / "models")
     examples = [
         {"messages": json.loads(row.messages), "tools": json.loads(row.tools), "weight": row.weight}
         for row in frame.itertuples()
@@ -171,7 +185,7 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
             mlflow_module.log_metrics(
                 {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, step=step)
 
-        result = train_sft(examples, base_dir, out_dir, train_config, on_log=log_step)
+        result = train_sft(examples, start_dir, out_dir, train_config, on_log=log_step)
         mlflow_module.log_metrics(result.metrics())
         if pairs is not None:
             dpo_config = replace(train_config, method="lora", max_steps=dpo_steps or -1,

@@ -46,3 +46,11 @@ def download_model_dir(model_uri: str, target: Path) -> Path:
     if not found:
         raise FileNotFoundError(f"{model_uri} has no model directory in its artifacts")
     return found[0].parent
+
+
+def version_by_alias(client: Any, name: str, alias: str) -> Any:
+    """The registered version of `name` under `alias`, or None when the alias is unset."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:  # RESOURCE_DOES_NOT_EXIST: no such alias (yet)
+        return None
