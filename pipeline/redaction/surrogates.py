@@ -233,32 +233,37 @@ class SurrogateMap:
         return str(ipaddress.IPv6Address(f"{IPV6_DOCUMENTATION}:{rng.randrange(1, 0x10000):x}::{groups}"))
 
     def _person(self, value: str, rng: Random) -> str:
+        """Each name word replaced by one that is not in the name (a first name, the last word by
+        a last name, an initial by another letter), titles kept; a name word the trajectory already
+        replaced gets the same replacement."""
         fake = _faker()
         fake.seed_instance(rng.random())
         tokens = value.split()
-        words = [t for t in tokens if t.strip(".").casefold() not in TITLES]
+        words = [t for t in tokens if t.strip(".,") and t.strip(".,").casefold() not in TITLES]
+        if not words:  # a title alone, or punctuation: a name in its place
+            return _case_like(value.strip() or "Name", fake.first_name())
+        originals = {w.strip(".,").casefold() for w in words}
         out = []
         for token in tokens:
             bare = token.strip(".,")
-            if bare.casefold() in TITLES or not bare:
+            if token not in words:
                 out.append(token)
                 continue
-            known = self._name_parts.get(bare.casefold())
-            if len(bare) == 1:  # an initial
-                new = chr(ord("A") + rng.randrange(26))
-            elif known is not None:
-                new = known
-            elif len(words) > 1 and token is words[-1]:
-                new = fake.last_name()
-            else:
-                new = fake.first_name()
+            new = self._name_parts.get(bare.casefold())
+            while new is None or new.casefold() in originals:  # never a word of the original
+                if len(bare) == 1:  # an initial
+                    new = chr(ord("A") + rng.randrange(26))
+                elif len(words) > 1 and token is words[-1]:
+                    new = fake.last_name()
+                else:
+                    new = fake.first_name()
             out.append(token.replace(bare, _case_like(bare, new)))
         return " ".join(out)
 
     def _remember_name(self, value: str, surrogate: str) -> None:
         for old, new in zip(value.split(), surrogate.split()):
             old, new = old.strip(".,"), new.strip(".,")
-            if len(old) >= 2 and old.casefold() not in TITLES:
+            if len(old) >= 2 and old.casefold() not in TITLES and old.casefold() != new.casefold():
                 self._name_parts.setdefault(old.casefold(), new)
 
     _STREET_KIND = re.compile(rf"\b{_STREET_SUFFIX}\b\.?.*$")
