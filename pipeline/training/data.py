@@ -308,6 +308,89 @@ class PackedCollator:
 COUNTER_KEYS = ("n_examples", "n_example_tokens", "n_assistant", "n_real_tokens", "n_padding")
 
 
+@dataclass(frozen=True)
+class PrefixBatch:
+    """Examples that share one system turn (`prefix`): the model reads the prefix once and
+    the remainders as a batch behind its KV cache (see `prefix_batches`)."""
+
+    prefix: list[int]
+    remainders: list[list[int]]  # each example's tokens after the prefix
+    labels: list[list[int]]  # their labels (IGNORE outside assistant generations)
+    weights: list[float]  # example weights
+    n_assistant: int
+
+    def __len__(self) -> int:
+        return len(self.prefix) + len(self.remainders) * max(len(r) for r in self.remainders)
+
+
+def prefix_batches(examples: Sequence[TokenizedExample], capacity: int) -> list[PrefixBatch]:
+    """Batches of examples with the same leading system turn, each at most `capacity` token
+    positions (the prefix once, plus the remainders padded to the longest of the batch).
+
+    The alternative to packed rows: a packed row holds the prefix and two or three
+    remainders, but its attention is a dense (L, L) matrix, ~45 % of a training step on a
+    CPU, of which the block-diagonal mask uses a third. Here each remainder attends to the
+    prefix and itself only, and the prefix runs once per batch. The gradient reaching the
+    prefix is the sum over the batch, as in a packed row: the same loss and gradients as
+    training the examples one by one (tested). Remainders are grouped longest first, so a
+    batch pads little."""
+    groups: dict[tuple[int, ...], list[TokenizedExample]] = {}
+    for example in examples:
+        groups.setdefault(tuple(example.input_ids[:example.prefix_len]), []).append(example)
+    batches: list[PrefixBatch] = []
+    for prefix, members in groups.items():
+        p = len(prefix)
+        members = sorted(members, key=lambda e: -len(e.input_ids))
+        start = 0
+        while start < len(members):
+            longest = len(members[start].input_ids) - p
+            if p + longest > capacity:
+                raise ValueError(f"example of {p + longest} tokens exceeds the batch capacity {capacity}")
+            size = max(1, (capacity - p) // longest)
+            chunk = members[start:start + size]
+            batches.append(PrefixBatch(list(prefix), [e.input_ids[p:] for e in chunk], [e.labels[p:] for e in chunk],
+                                       [e.weight for e in chunk], sum(e.n_assistant for e in chunk)))
+            start += size
+    return batches
+
+
+class PrefixBatchCollator:
+    """One PrefixBatch → tensors: `prefix_ids` (1, P), the remainders right-padded (B, S) with
+    their attention mask over prefix + remainder (B, P + S), positions continuing after the
+    prefix, labels (IGNORE on padding) and per-token loss weights."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batches: list[PrefixBatch]) -> dict[str, torch.Tensor]:
+        if len(batches) != 1:
+            raise ValueError("prefix batches are already batches: use a batch size of 1")
+        batch = batches[0]
+        p, width = len(batch.prefix), max(len(r) for r in batch.remainders)
+        ids, labels, weights, mask = [], [], [], []
+        for remainder, label, weight in zip(batch.remainders, batch.labels, batch.weights):
+            pad = width - len(remainder)
+            ids.append(remainder + [self.pad_token_id] * pad)
+            labels.append(label + [IGNORE] * pad)
+            weights.append([weight if x != IGNORE else 0.0 for x in label] + [0.0] * pad)
+            mask.append([1] * (p + len(remainder)) + [0] * pad)
+        real = sum(len(r) for r in batch.remainders)
+        rows = len(batch.remainders)
+        return {
+            "prefix_ids": torch.tensor([batch.prefix], dtype=torch.long),
+            "input_ids": torch.tensor(ids),
+            "labels": torch.tensor(labels),
+            "position_ids": torch.arange(p, p + width).repeat(rows, 1),
+            "attention_mask": torch.tensor(mask),
+            "loss_weights": torch.tensor(weights, dtype=torch.float32),
+            "n_examples": torch.tensor(rows),
+            "n_example_tokens": torch.tensor(p * rows + real),
+            "n_assistant": torch.tensor(batch.n_assistant),
+            "n_real_tokens": torch.tensor(p + real),
+            "n_padding": torch.tensor(width * rows - real),
+        }
+
+
 def batch_padding_fraction(row_lengths: Sequence[int], batch_size: int) -> float:
     """Padding share when rows are batched in this order, each batch padded to its longest."""
     slots = real = 0

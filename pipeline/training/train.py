@@ -30,7 +30,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping
 
@@ -38,8 +38,9 @@ import torch
 
 from pipeline.training.base_model import ModelRef
 from pipeline.training.chat_template import CHAT_TEMPLATE, END_OF_TURN, load_tokenizer
-from pipeline.training.data import (COUNTER_KEYS, IGNORE, PackedCollator, SFTExample, normalise_weights,
-                                    pack_examples, single_rows, tokenize_examples)
+from pipeline.training.data import (COUNTER_KEYS, IGNORE, PackedCollator, PrefixBatchCollator, SFTExample,
+                                    normalise_weights, pack_examples, prefix_batches, single_rows,
+                                    tokenize_examples)
 
 
 OnLog = Callable[[int, dict[str, float]], None]
@@ -67,6 +68,9 @@ class TrainConfig:
     # activation memory linearly: 3072 holds ~3 of our conversations behind one system turn.
     pack_length: int = 3072
     share_prefix: bool = True  # pack examples behind one copy of their common system turn
+    # ...as one batch behind the system turn's KV cache (data.prefix_batches), not packed
+    # rows with a dense block mask: ~1.5x fewer seconds per example on a CPU, same gradients
+    prefix_batches: bool = True
     gradient_checkpointing: bool = False  # recompute activations: much less memory, ~30% slower
     lr_scheduler: str = "linear"
     warmup_steps: int = 0
@@ -303,7 +307,11 @@ def _sft_trainer_class():
             next_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)
             next_weights = torch.nn.functional.pad(weights[:, 1:], (0, 1), value=0.0)
             keep = next_labels != IGNORE
-            outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
+            prefix = inputs.pop("prefix_ids", None)
+            if prefix is not None:
+                outputs = _forward_behind_prefix(model, prefix, inputs, keep)
+            else:
+                outputs = model(**inputs, logits_to_keep=keep, use_cache=False)
             logits = outputs.logits.float().reshape(-1, outputs.logits.shape[-1])  # (n_supervised, vocab)
             token_loss = torch.nn.functional.cross_entropy(logits, next_labels[keep], reduction="none")
             loss = (token_loss * next_weights[keep]).sum() / keep.sum().clamp(min=1)
@@ -313,6 +321,19 @@ def _sft_trainer_class():
             return (loss, outputs) if return_outputs else loss
 
     return FlywheelSFTTrainer
+
+
+def _forward_behind_prefix(model: Any, prefix: torch.Tensor, inputs: dict[str, torch.Tensor],
+                           keep: torch.Tensor) -> Any:
+    """A PrefixBatch forward: the shared prefix once (its keys and values keep their graph, so
+    the loss reaches the prefix's computation too), repeated for every row, then the rows."""
+    cache = None
+    if prefix.shape[1]:
+        cache = model(input_ids=prefix, use_cache=True, logits_to_keep=1).past_key_values
+        rows = inputs["input_ids"].shape[0]
+        if rows > 1:
+            cache.batch_repeat_interleave(rows)
+    return model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=keep)
 
 
 def _quiet(trainer: Any) -> None:
@@ -351,7 +372,13 @@ def fit_sft(examples: Iterable[Mapping[str, Any] | SFTExample], model_dir: Model
         raise ValueError(f"no trainable examples ({stats.dropped} of {stats.examples} had no assistant tokens "
                          f"within max_length={config.max_length})")
     items = normalise_weights(items)
-    if config.packing:
+    collator: Any = PackedCollator(tokenizer.pad_token_id)
+    batch_size = config.batch_size
+    if config.packing and config.share_prefix and config.prefix_batches and not config.gradient_checkpointing:
+        # each item is a whole batch (checkpointing recomputes without a cache: packed rows then)
+        rows = prefix_batches(items, config.row_capacity * config.batch_size)
+        collator, batch_size, group_lengths = PrefixBatchCollator(tokenizer.pad_token_id), 1, None
+    elif config.packing:
         rows = pack_examples(items, config.row_capacity, share_prefix=config.share_prefix)
         group_lengths = None  # rows are shuffled
     else:
@@ -362,12 +389,12 @@ def fit_sft(examples: Iterable[Mapping[str, Any] | SFTExample], model_dir: Model
     model = load_model(model_dir, config)
     progress = _Progress()
     with tempfile.TemporaryDirectory(prefix="flywheel-train-") as scratch:
-        args = _training_arguments(config, scratch, bf16)
+        args = _training_arguments(replace(config, batch_size=batch_size), scratch, bf16)
         callbacks = [_metrics_callback(progress, on_log)]
         if on_checkpoint is not None:
             callbacks.append(_checkpoint_callback(checkpoint_steps, on_checkpoint))
         trainer = _sft_trainer_class()(
-            model=model, args=args, train_dataset=rows, data_collator=PackedCollator(tokenizer.pad_token_id),
+            model=model, args=args, train_dataset=rows, data_collator=collator,
             callbacks=callbacks, progress=progress, group_lengths=group_lengths)
         _quiet(trainer)
         with PeakMemory() as memory, _adapters_follow_autocast(model, bf16):

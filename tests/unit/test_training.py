@@ -242,6 +242,54 @@ def test_packed_examples_do_not_attend_to_each_other(tiny_dir, tokenizer, exampl
     assert naive_worst > 1e-3  # without the mask, later examples would see earlier ones
 
 
+def _weighted_ce(logits, labels, weights):
+    """Sum over supervised tokens of weight * cross-entropy (position t predicts t+1)."""
+    next_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
+    next_weights = torch.nn.functional.pad(weights[:, 1:], (0, 1), value=0.0)
+    keep = next_labels != -100
+    token_loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), next_labels[keep],
+                                                   reduction="none")
+    return (token_loss * next_weights[keep]).sum(), keep
+
+
+def test_prefix_batches_give_the_loss_and_gradients_of_examples_trained_one_by_one(tiny_dir, tokenizer, examples):
+    from transformers import AutoModelForCausalLM
+
+    from pipeline.training.data import PrefixBatchCollator, prefix_batches
+    from pipeline.training.train import _forward_behind_prefix
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir, attn_implementation="sdpa", dtype=torch.float64)
+    items, _ = tokenize_examples(tokenizer, examples[:6], 4096)
+    batch = prefix_batches(items, 8192)[0]
+    assert len(batch.remainders) >= 4 and len({len(r) for r in batch.remainders}) > 1  # padded rows too
+    inputs = PrefixBatchCollator(tokenizer.pad_token_id)([batch])
+    labels, weights = inputs.pop("labels"), inputs.pop("loss_weights")
+    prefix = inputs.pop("prefix_ids")
+    next_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100)
+    out = _forward_behind_prefix(model, prefix, {k: inputs[k] for k in ("input_ids", "attention_mask", "position_ids")},
+                                 next_labels != -100)
+    together, _ = _weighted_ce(out.logits[None], labels, weights)
+    together.backward()
+    batched_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+
+    alone = torch.zeros((), dtype=torch.float64)
+    members = {tuple(e.input_ids[len(batch.prefix):]): e for e in items}
+    for remainder in batch.remainders:
+        example = members[tuple(remainder)]
+        ids = torch.tensor([example.input_ids])
+        weight = torch.tensor([[example.weight if x != -100 else 0.0 for x in example.labels]], dtype=torch.float64)
+        keep = torch.nn.functional.pad(torch.tensor([example.labels])[:, 1:], (0, 1), value=-100) != -100
+        logits = model(input_ids=ids, logits_to_keep=keep).logits
+        loss, _ = _weighted_ce(logits[None], torch.tensor([example.labels]), weight)
+        loss.backward()
+        alone = alone + loss.detach()
+    assert together.item() == pytest.approx(alone.item(), rel=1e-6)  # RoPE tables are float32 in any dtype
+    worst = max((batched_grads[n] - p.grad).abs().max().item() / (p.grad.abs().max().item() + 1e-12)
+                for n, p in model.named_parameters())
+    assert worst < 1e-5  # the prefix's gradient too: it sums over the rows, as in one-by-one training
+
+
 # --- training, saving, generation -------------------------------------------------------
 
 def _config(**overrides):
