@@ -8,12 +8,12 @@ import dagster as dg
 import pandas as pd
 
 from assets.release import dataset_release
-from pipeline.audit import MODEL_NAME, TAG_RELEASE
-from pipeline.faults import failpoint
-from pipeline.operations import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
-from pipeline.quality import read_parquet
-from pipeline.release import read_release_file
-from pipeline.resources import LakeFSResource, MlflowResource
+from pipeline.shell.audit import MODEL_NAME, TAG_RELEASE
+from pipeline.shell.failpoints import failpoint
+from pipeline.orchestration.automation import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
+from pipeline.shell.marts import read_parquet
+from pipeline.shell.release import read_release_file
+from pipeline.orchestration.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
 from pipeline.version import code_version
 
@@ -98,9 +98,9 @@ def fine_tuned_model(
 
 def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
                mlflow: MlflowResource) -> dg.MaterializeResult:
-    from pipeline.mlflow_lakefs import LakeFSDatasetSource
-    from pipeline.training.base_model import resolve_base_model
-    from pipeline.training.train import TrainConfig, train_dpo, train_sft
+    from pipeline.shell.mlflow_lakefs import LakeFSDatasetSource
+    from pipeline.learning.base_model import resolve_base_model
+    from pipeline.learning.train import TrainConfig, train_dpo, train_sft
 
     settings = get_settings()
     release = latest_release(context)
@@ -221,7 +221,7 @@ def end_orphaned_runs(context, client, experiment_id: str, training_key: str) ->
 
 
 def register_model(mlflow_module, client, model_dir, tags: dict[str, str]):
-    from pipeline.agent_model import AgentModel
+    from pipeline.learning.agent_model import AgentModel
 
     info = mlflow_module.pyfunc.log_model(
         name="model", python_model=AgentModel(), artifacts={"model_dir": str(model_dir)},

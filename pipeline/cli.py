@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import click
 
-from pipeline.runner import JobFailed, run_main_job
+from pipeline.orchestration.in_process import JobFailed, run_main_job
 from pipeline.settings import get_settings
-from pipeline.stack import (
+from pipeline.shell.local_stack import (
     StackError,
     ensure_lakefs_binary,
     service_status,
@@ -62,7 +62,7 @@ def setup() -> None:
 
 
 def _dbt_parse() -> None:
-    from pipeline.resources import DBT_PROJECT_DIR, venv_tool
+    from pipeline.orchestration.resources import DBT_PROJECT_DIR, venv_tool
 
     settings = get_settings()
     env = {**os.environ, "FLYWHEEL_DUCKDB_PATH": str(settings.duckdb_path)}
@@ -94,7 +94,7 @@ def up(only: tuple[str, ...]) -> None:
 
 
 def _ensure_repositories() -> None:
-    from pipeline.resources import LakeFSResource
+    from pipeline.orchestration.resources import LakeFSResource
 
     settings = get_settings()
     lakefs = LakeFSResource(endpoint=settings.lakefs_endpoint)
@@ -161,9 +161,9 @@ def forget(user_id: str, reason: str | None) -> None:
     (R14_consent_revoked). Lists the releases and models that contained them."""
     import duckdb
 
-    from pipeline.audit import find_in_releases, models_trained_on
-    from pipeline.resources import LakeFSResource
-    from pipeline.warehouse import record_consent_revocation
+    from pipeline.shell.audit import find_in_releases, models_trained_on
+    from pipeline.orchestration.resources import LakeFSResource
+    from pipeline.shell.warehouse import record_consent_revocation
 
     settings = get_settings()
     try:
@@ -205,8 +205,8 @@ def trace(model: str, trajectory_id: str | None, as_json: bool) -> None:
     commit, tag, data card) → raw-log commits and files → Dagster runs → code version."""
     import json
 
-    from pipeline.audit import find_in_releases, format_trace, models_trained_on, trace_model
-    from pipeline.resources import LakeFSResource
+    from pipeline.shell.audit import find_in_releases, format_trace, models_trained_on, trace_model
+    from pipeline.orchestration.resources import LakeFSResource
 
     settings = get_settings()
     lakefs = LakeFSResource(endpoint=settings.lakefs_endpoint)
@@ -254,7 +254,7 @@ def bench_redact(days: int, per_day: int, seed: int, as_json: bool) -> None:
     messages/s, recall and precision per entity type, secrets surviving."""
     import json
 
-    from pipeline.redaction.bench import format_benchmark, run_redaction_benchmark
+    from pipeline.benchmarks.redact import format_benchmark, run_redaction_benchmark
 
     result = run_redaction_benchmark(days=days, per_day=per_day, seed=seed)
     click.echo(json.dumps(result, indent=2) if as_json else format_benchmark(result))
@@ -273,7 +273,7 @@ def bench_ingest(n_trajectories: int, seed: int, rounds: int, as_json: bool) -> 
     read_json and a plain json.loads loop on the same files: MB/s, trajectories/s, peak memory."""
     import json
 
-    from pipeline.ingest_bench import format_ingest_bench, run_ingest_bench
+    from pipeline.benchmarks.ingest import format_ingest_bench, run_ingest_bench
 
     result = run_ingest_bench(get_settings(), n_trajectories, seed, log=lambda m: click.echo(m, err=True),
                               repeat=rounds)
@@ -292,8 +292,8 @@ def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
 
     import yaml
 
-    from pipeline.near_duplicates import format_dedup_bench, run_dedup_bench
-    from pipeline.resources import DBT_PROJECT_DIR
+    from pipeline.core.curation.near_duplicates import format_dedup_bench, run_dedup_bench
+    from pipeline.orchestration.resources import DBT_PROJECT_DIR
 
     dbt_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
     result = run_dedup_bench(n_docs, seed, threshold=float(dbt_vars["near_dup_threshold"]),
@@ -313,7 +313,7 @@ def bench_train(n_examples: int, model: str, as_json: bool) -> None:
     Reads sft_examples from the warehouse (run the pipeline first)."""
     import json
 
-    from pipeline.training.bench import format_train_benchmark, run_train_benchmark
+    from pipeline.benchmarks.train import format_train_benchmark, run_train_benchmark
 
     settings = get_settings()
     result = run_train_benchmark(duckdb_path=settings.duckdb_path, n_examples=n_examples, model=model,
@@ -336,7 +336,7 @@ def bench_eval(model: str, n_cases: int, warehouse: Path | None, max_new_tokens:
     predictions are identical."""
     import json
 
-    from pipeline.evaluation.bench import format_eval_bench, run_eval_bench
+    from pipeline.benchmarks.eval import format_eval_bench, run_eval_bench
 
     settings = get_settings()
     result = run_eval_bench(_model_dir(model), warehouse or settings.duckdb_path, n_cases, max_new_tokens,
@@ -348,7 +348,7 @@ def bench_eval(model: str, n_cases: int, warehouse: Path | None, max_new_tokens:
 
 def _model_dir(model: str) -> Path:
     """A model directory for `base`, `champion`/`challenger` (downloaded from MLflow), or a path."""
-    from pipeline.training.base_model import resolve_base_model
+    from pipeline.learning.base_model import resolve_base_model
 
     settings = get_settings()
     if model == "base":
@@ -358,8 +358,8 @@ def _model_dir(model: str) -> Path:
 
         import mlflow
 
-        from pipeline.agent_model import download_model_dir
-        from pipeline.audit import MODEL_NAME
+        from pipeline.learning.agent_model import download_model_dir
+        from pipeline.shell.audit import MODEL_NAME
 
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         try:
@@ -388,7 +388,7 @@ def bench_budget(arms: tuple[str, ...], warehouse: Path | None, n_cases: int, n_
     against the base on the same cases and sandbox tasks: the measurement behind the defaults."""
     import json
 
-    from pipeline.training.budget import format_budget, parse_arm, run_budget
+    from pipeline.benchmarks.budget import format_budget, parse_arm, run_budget
 
     settings = get_settings()
     report = run_budget(warehouse or settings.duckdb_path, "smollm2-135m-instruct", settings.state_dir / "models",
@@ -404,7 +404,7 @@ def bench_reliability(as_json: bool) -> None:
     """Faults injected, inputs tried, records lost (must be 0), secrets leaked (must be 0)."""
     import json
 
-    from pipeline.reliability import run_reliability
+    from pipeline.benchmarks.reliability import run_reliability
 
     result = run_reliability(get_settings(), log=lambda m: click.echo(m, err=True))
     if as_json:

@@ -23,7 +23,7 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
 
 from pipeline.settings import get_settings  # noqa: E402  (after the environment is set)
-from pipeline.stack import (  # noqa: E402
+from pipeline.shell.local_stack import (  # noqa: E402
     ensure_lakefs_binary,
     free_port,
     lakefs_env,
@@ -44,7 +44,7 @@ class LakeFSServer:
         return lakefs.Repository(name, client=self.client())
 
     def client(self):
-        from pipeline.resources import LakeFSResource
+        from pipeline.orchestration.resources import LakeFSResource
 
         return LakeFSResource(endpoint=self.endpoint).client()
 

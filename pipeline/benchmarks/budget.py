@@ -30,7 +30,7 @@ PLACEHOLDER = re.compile(r"<[A-Z_]+_\d+>")
 
 def parse_arm(text: str) -> dict[str, Any]:
     """`full8:method=full,learning_rate=1e-4,lr_scheduler=constant,max_steps=8,save=4/8`."""
-    from pipeline.training.train import TrainConfig
+    from pipeline.learning.train import TrainConfig
 
     name, _, spec = text.partition(":")
     types = {f.name: f.type for f in fields(TrainConfig)}
@@ -75,7 +75,7 @@ def _evaluate(name: str, model_dir: Path, cases: list, tasks: dict, k: int, cach
               max_turns: int) -> dict[str, Any]:
     from pipeline.evaluation.policy import EnginePolicy
     from pipeline.evaluation.run import evaluate_model
-    from pipeline.training.generate import CachedEngine, generation_engine
+    from pipeline.learning.generate import CachedEngine, generation_engine
 
     engine = CachedEngine(lambda: generation_engine(model_dir), cache / f"{name}.jsonl")
     sandbox = _PlaceholderCalls(EnginePolicy(engine))
@@ -108,9 +108,9 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
                n_cases: int = 60, n_tasks: int = 6, k: int = 2, max_turns: int = 6,
                log: Callable[[str], None] = print) -> dict[str, Any]:
     from pipeline.evaluation.promotion import compare
-    from pipeline.training.base_model import resolve_base_model
-    from pipeline.training.data import load_sft_examples
-    from pipeline.training.train import TrainConfig, fit_sft, save_merged, train_dpo
+    from pipeline.learning.base_model import resolve_base_model
+    from pipeline.core.training.packing import load_sft_examples
+    from pipeline.learning.train import TrainConfig, fit_sft, save_merged, train_dpo
 
     base_dir = Path(resolve_base_model(base_model, cache_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +139,7 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
         def keep(step: int, model: Any, arm=arm, tokenizer_dir=base_dir) -> None:
             nonlocal paused
             pause = time.perf_counter()
-            from pipeline.training.chat_template import load_tokenizer
+            from pipeline.core.training.chat_template import load_tokenizer
 
             target = out_dir / "models" / f"{arm['name']}-s{step}"
             save_merged(copy.deepcopy(model), load_tokenizer(tokenizer_dir), target, {"arm": arm, "step": step})

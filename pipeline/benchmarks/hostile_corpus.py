@@ -9,15 +9,15 @@ garbage, a pretty-printed JSON document, an empty file, a file of blank lines), 
 CRLF line endings, a BOM and one single 10 MB line.
 
 The returned `HostileManifest` says, per file, the intended format and, per record (as the
-format defines a record, see pipeline/formats), the 1-based line it starts on, whether it must
+format defines a record, see pipeline/core/formats), the 1-based line it starts on, whether it must
 be ingested or quarantined and, where it is determined, the acceptable quarantine reasons.
 Records carrying prompt-injection text name that text: it must come out verbatim as the
 content of one of the record's steps (data, never instructions).
 
 `run_hostile_ingestion(n_records, seed)` generates a corpus in a temporary folder, ingests it
-with `pipeline.ingest.ingest_files` in a fresh subprocess (for a clean memory measurement) and
+with `pipeline.shell.ingest.ingest_files` in a fresh subprocess (for a clean memory measurement) and
 returns the reliability numbers: records tried, ingested, quarantined, lost, by reason, peak
-RSS and seconds. `python -m pipeline.hostile DIR` is that subprocess: it ingests every file of
+RSS and seconds. `python -m pipeline.benchmarks.hostile_corpus DIR` is that subprocess: it ingests every file of
 DIR and prints the measurement as JSON.
 
 Three parser bugs this corpus found (a too-deep first line in format detection; a record
@@ -350,7 +350,7 @@ def _otel(tid: str, rng: Random, user_text: str = "Where is my order?",
 
 
 def _react_text(text: str) -> str:
-    """Turn text as the react_text writer encodes it (documented in pipeline/formats/react_text):
+    """Turn text as the react_text writer encodes it (documented in pipeline/core/formats/react_text):
     multi-line text, text with outer whitespace or starting with '"' is a JSON string."""
     plain = text == text.strip() and "\n" not in text and "\r" not in text and not text.startswith('"')
     return text if plain else json.dumps(text, ensure_ascii=False)
@@ -380,7 +380,7 @@ def _react(tid: str, rng: Random, user_text: str = "Where is my order?", *,
 
 # --- hostile cases, per format -----------------------------------------------------------------
 # Each case: (name, build(rng, tid) -> _Piece). Expected reasons are what the format contract
-# (pipeline/formats/_common.REASONS and each format's docstring) says the record must get.
+# (pipeline/core/formats/_common.REASONS and each format's docstring) says the record must get.
 
 _Case = tuple[str, Callable[[Random, str], _Piece]]
 
@@ -922,8 +922,8 @@ class RssSampler:
 def measure_ingestion(landing_dir: Path) -> dict[str, Any]:
     """Ingest every file of `landing_dir` in this process and measure it: RSS before, peak RSS
     during ingestion, seconds, and every record's outcome. Meant to run in a fresh process
-    (`python -m pipeline.hostile DIR`), where nothing else has touched the heap."""
-    from pipeline.ingest import SourceFile, ingest_files
+    (`python -m pipeline.benchmarks.hostile_corpus DIR`), where nothing else has touched the heap."""
+    from pipeline.shell.ingest import SourceFile, ingest_files
 
     files = [
         SourceFile(p.name, f"lakefs://hostile/c0ffee/{p.name}", p.read_bytes())
@@ -965,7 +965,7 @@ def measure_in_subprocess(landing_dir: Path, timeout: float = 300) -> dict[str, 
     path = os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(
-        [sys.executable, "-m", "pipeline.hostile", str(landing_dir)],
+        [sys.executable, "-m", "pipeline.benchmarks.hostile_corpus", str(landing_dir)],
         capture_output=True, text=True, timeout=timeout, env=env, cwd=root, check=False,
     )
     if proc.returncode != 0:
@@ -1030,7 +1030,7 @@ def run_hostile_ingestion(n_records: int = 1200, seed: int = 13, *, isolated: bo
 
 def _main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m pipeline.hostile LANDING_DIR", file=sys.stderr)
+        print("usage: python -m pipeline.benchmarks.hostile_corpus LANDING_DIR", file=sys.stderr)
         return 2
     print(json.dumps(measure_ingestion(Path(argv[0]))))
     return 0

@@ -2,7 +2,7 @@
 (the C++ reader: no lakeFS, no accounting, no quarantine) and a plain `json.loads` loop (the
 naive baseline), on the same simulated landing files, in one run.
 
-Each arm runs in a fresh process (`python -m pipeline.ingest_bench ARM ...`) so that its
+Each arm runs in a fresh process (`python -m pipeline.benchmarks.ingest ARM ...`) so that its
 peak memory is its own; its clock starts after imports. The arms run in rounds, one of each
 in turn, and each arm's median round is reported: on a shared 2-core machine one run of an
 arm varies by ±20 %, and a ratio of two single runs inherits both errors. The step runs
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from pipeline.faults import without_failpoints
-from pipeline.hostile import RssSampler, peak_hwm
+from pipeline.shell.failpoints import without_failpoints
+from pipeline.benchmarks.hostile_corpus import RssSampler, peak_hwm
 from pipeline.settings import PROJECT_ROOT, Settings
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -51,7 +51,7 @@ def arm_raw_agent_logs(landing_day: Path, endpoint: str, db: Path) -> dict[str, 
     from dagster_duckdb import DuckDBResource
 
     from assets.ingestion import raw_agent_logs
-    from pipeline.resources import LakeFSResource
+    from pipeline.orchestration.resources import LakeFSResource
 
     instance = dg.DagsterInstance.ephemeral()
     with RssSampler(interval=0.02, with_descendants=True) as tree:
@@ -100,7 +100,7 @@ def arm_json_loads(landing_day: Path) -> dict[str, Any]:
 
 
 def _run_arm(arm: str, landing_day: Path, env: dict[str, str], *args: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-m", "pipeline.ingest_bench", arm, str(landing_day), *args],
+    done = subprocess.run([sys.executable, "-m", "pipeline.benchmarks.ingest", arm, str(landing_day), *args],
                           cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=1800)
     if done.returncode:
         raise RuntimeError(f"bench arm {arm} failed: {done.stderr.strip()[-2000:]}")
@@ -123,7 +123,7 @@ def run_ingest_bench(
     hits every arm of its round, not one arm); each arm's median round is reported. Every
     round of the step ingests into its own lakeFS repository and DuckDB file, as a first
     ingestion of the day would."""
-    from pipeline.reliability import throwaway_lakefs
+    from pipeline.benchmarks.reliability import throwaway_lakefs
     from pipeline.simulator import simulate
 
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-ingest-") as work, \

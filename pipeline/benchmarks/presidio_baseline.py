@@ -19,7 +19,7 @@ import logging
 from functools import lru_cache
 from typing import Any
 
-from pipeline.redaction.detectors import Span
+from pipeline.core.redaction.detectors import Span
 
 # Presidio entity → ours. Entities not listed keep their Presidio name (URL, DATE_TIME, and
 # US_DRIVER_LICENSE / US_PASSPORT / US_BANK_NUMBER, whose loose patterns mostly hit order

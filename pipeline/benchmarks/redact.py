@@ -20,9 +20,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from pipeline.redaction.detectors import ENTITY_TYPES, STRUCTURED_TYPES
-from pipeline.redaction.evaluate import EvalMessage, Evaluation, RedactorOutput, evaluate
-from pipeline.redaction.redact import TrajectoryRedactor
+from pipeline.core.redaction.detectors import ENTITY_TYPES, STRUCTURED_TYPES
+from pipeline.benchmarks.redact_scoring import EvalMessage, Evaluation, RedactorOutput, evaluate
+from pipeline.core.redaction.redact import TrajectoryRedactor
 
 TARGET_RECALL = 0.99
 TARGET_SPEEDUP = 20.0
@@ -30,7 +30,7 @@ TARGET_SPEEDUP = 20.0
 
 def load_corpus(out_dir: Path, raw_commit: str = "bench") -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Ingest every landing day under out_dir; returns (raw tables, ground-truth PII rows)."""
-    from pipeline.ingest import SourceFile, ingest_files
+    from pipeline.shell.ingest import SourceFile, ingest_files
 
     tables: dict[str, list[dict[str, Any]]] = defaultdict(list)
     truth: list[dict[str, Any]] = []
@@ -107,7 +107,7 @@ def run_both(messages: Sequence[EvalMessage]) -> dict[str, Any]:
     the garbage collector paused while timing (as timeit does). Engine construction and a
     warm-up are not timed. (Finer interleaving, per trajectory, would charge ours for the
     caches Presidio evicts: it measured ours about 2x slower than running on its own.)"""
-    from pipeline.redaction.presidio_baseline import analyzer_engine, anonymizer_engine, presidio_redact_text
+    from pipeline.benchmarks.presidio_baseline import analyzer_engine, anonymizer_engine, presidio_redact_text
 
     t0 = time.perf_counter()
     analyzer_engine(), anonymizer_engine()
@@ -153,7 +153,7 @@ def _side(ev: Evaluation, seconds: float, n: int) -> dict[str, Any]:
 def run_redaction_benchmark(days: int = 2, per_day: int = 150, seed: int = 7, *,
                             out_dir: Path | None = None, keep_examples: int = 3) -> dict[str, Any]:
     """Simulate a corpus, then time and score ours vs Presidio on the same messages."""
-    from pipeline.redaction.presidio_baseline import PRESIDIO_TO_OURS
+    from pipeline.benchmarks.presidio_baseline import PRESIDIO_TO_OURS
     from pipeline.simulator import simulate
 
     with tempfile.TemporaryDirectory(prefix="flywheel-redaction-bench-") as tmp:
@@ -238,5 +238,5 @@ def format_benchmark(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m pipeline.redaction.bench
+if __name__ == "__main__":  # python -m pipeline.benchmarks.redact
     print(format_benchmark(run_redaction_benchmark()))

@@ -22,7 +22,7 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
-from pipeline.redaction.detectors import SECRET_TYPES, STRUCTURED_TYPES
+from pipeline.core.redaction.detectors import SECRET_TYPES, STRUCTURED_TYPES
 
 
 @dataclass(frozen=True)

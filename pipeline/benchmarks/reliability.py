@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from pipeline.faults import without_failpoints
+from pipeline.shell.failpoints import without_failpoints
 from pipeline.settings import Settings
 
 # (who is killed, failpoint, delay in ms): the run process itself, or the lakeFS server
@@ -43,8 +43,8 @@ NEW_RELEASE = {"a.parquet": b"new a", "b.parquet": b"new b"}
 # Credentials come from the settings (environment), never the command line (`ps` shows it).
 _PUBLISH = """
 import json, sys
-from pipeline.release import publish
-from pipeline.resources import LakeFSResource
+from pipeline.shell.release import publish
+from pipeline.orchestration.resources import LakeFSResource
 publish(LakeFSResource(endpoint=sys.argv[1]).repository(sys.argv[2]),
         {k: v.encode() for k, v in json.loads(sys.argv[4]).items()}, run_id=sys.argv[3],
         day="2026-11-21", verdict={"verdict": "passed", "reasons": []}, metadata={})
@@ -55,7 +55,7 @@ def throwaway_stack_settings(base: Settings) -> Settings:
     """Settings for services of our own: a temp state directory and free loopback ports."""
     from dataclasses import replace
 
-    from pipeline.stack import free_port
+    from pipeline.shell.local_stack import free_port
 
     state_dir = Path(tempfile.mkdtemp(prefix="flywheel-faults-"))
     lakefs_port, mlflow_port = free_port(), free_port()
@@ -69,7 +69,7 @@ def throwaway_stack_settings(base: Settings) -> Settings:
 
 def _main_state(repo: Any) -> str:
     """"old", "new", or "partial": what main's datasets/ hold right now."""
-    from pipeline.release import DATA_PREFIX
+    from pipeline.shell.release import DATA_PREFIX
 
     main = repo.ref("main")
     held = {}
@@ -86,8 +86,8 @@ def _main_state(repo: Any) -> str:
 def throwaway_lakefs(settings: Settings) -> Iterator[tuple[Settings, Any]]:
     """A lakeFS server of our own on a persistent local KV, as `flywheel up` runs it:
     (its settings, an SDK client). Removed with its data afterwards."""
-    from pipeline.resources import LakeFSResource
-    from pipeline.stack import services, start_service, stop_service
+    from pipeline.orchestration.resources import LakeFSResource
+    from pipeline.shell.local_stack import services, start_service, stop_service
 
     stack = throwaway_stack_settings(settings)
     service = next(s for s in services(stack) if s.name == "lakefs")
@@ -114,8 +114,8 @@ def release_fault_scenarios(stack: Settings, client: Any, log: Callable[[str], N
     """
     import lakefs
 
-    from pipeline.release import content_digest, install_hooks, publish
-    from pipeline.stack import running_pid, services, start_service
+    from pipeline.shell.release import content_digest, install_hooks, publish
+    from pipeline.shell.local_stack import running_pid, services, start_service
 
     lakefs_service = next(s for s in services(stack) if s.name == "lakefs")
     new_digest = content_digest(NEW_RELEASE)
@@ -171,7 +171,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 from assets.ingestion import raw_agent_logs
 from assets.redaction import redacted_trajectories
-from pipeline.resources import LakeFSResource
+from pipeline.orchestration.resources import LakeFSResource
 dg.materialize([raw_agent_logs, redacted_trajectories], partition_key=sys.argv[1],
                resources={"lakefs": LakeFSResource(endpoint=sys.argv[2]),
                           "duckdb": DuckDBResource(database=sys.argv[3])})
@@ -188,7 +188,7 @@ def ingestion_fault_scenarios(endpoint: str, partition: str, work_dir: Path, env
     import duckdb
 
     from pipeline.settings import PROJECT_ROOT
-    from pipeline.warehouse import RAW_SCHEMA, RAW_TABLES, REDACTED_SCHEMA, partition_digests
+    from pipeline.shell.warehouse import RAW_SCHEMA, RAW_TABLES, REDACTED_SCHEMA, partition_digests
 
     clean_env = without_failpoints({**os.environ, **(env or {})})
 
@@ -238,7 +238,7 @@ def ingestion_fault_scenarios(endpoint: str, partition: str, work_dir: Path, env
 
 
 def scan_secrets(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
-    from pipeline.secret_scan import (
+    from pipeline.harness.secret_scan import (
         known_secrets, scan_for_secrets, texts_from_dagster, texts_from_lakefs, texts_from_mlflow,
         texts_from_tree,
     )
@@ -251,7 +251,7 @@ def scan_secrets(settings: Settings, log: Callable[[str], None]) -> dict[str, An
     try:
         import dagster as dg
 
-        from pipeline.stack import prepare_dagster_home
+        from pipeline.shell.local_stack import prepare_dagster_home
 
         os.environ.setdefault("DAGSTER_HOME", str(prepare_dagster_home(settings)))
         sources["dagster"] = texts_from_dagster(dg.DagsterInstance.get())
@@ -262,7 +262,7 @@ def scan_secrets(settings: Settings, log: Callable[[str], None]) -> dict[str, An
     for name, texts in sources.items():
         leaks += scan_for_secrets(texts, secrets)
         scanned.append(name)
-    from pipeline.resources import fail_fast_mlflow_requests
+    from pipeline.orchestration.resources import fail_fast_mlflow_requests
 
     fail_fast_mlflow_requests()  # a stopped stack is reported in seconds, not minutes
     for name, collect in (
@@ -280,13 +280,13 @@ def scan_secrets(settings: Settings, log: Callable[[str], None]) -> dict[str, An
 
 
 def _datasets_repo(settings: Settings) -> Any:
-    from pipeline.resources import LakeFSResource
+    from pipeline.orchestration.resources import LakeFSResource
 
     return LakeFSResource(endpoint=settings.lakefs_endpoint).repository(settings.datasets_repo)
 
 
 def run_reliability(settings: Settings, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from pipeline.hostile import run_hostile_ingestion
+    from pipeline.benchmarks.hostile_corpus import run_hostile_ingestion
     from pipeline.simulator import simulate
 
     log("hostile inputs through ingestion ...")

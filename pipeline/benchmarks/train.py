@@ -27,13 +27,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from pipeline.training.data import SFTExample, as_sft_example, load_sft_examples
+from pipeline.core.training.packing import SFTExample, as_sft_example, load_sft_examples
 
 ARMS = ("padding", "flywheel")
 
 
 def _model_ref(model: str, cache_dir: Path) -> Path | str:
-    from pipeline.training.base_model import resolve_base_model
+    from pipeline.learning.base_model import resolve_base_model
 
     return resolve_base_model({"tiny": "tiny-random-llama", "smollm2": "smollm2-135m-instruct"}.get(model, model),
                               cache_dir)
@@ -43,9 +43,9 @@ def _padding_arm(examples: list[SFTExample], model_ref: Path | str, config: Any)
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
 
-    from pipeline.training.chat_template import load_tokenizer
-    from pipeline.training.data import tokenize_examples
-    from pipeline.training.train import (PeakMemory, _metrics_callback, _Progress, _quiet, _training_arguments,
+    from pipeline.core.training.chat_template import load_tokenizer
+    from pipeline.core.training.packing import tokenize_examples
+    from pipeline.learning.train import (PeakMemory, _metrics_callback, _Progress, _quiet, _training_arguments,
                                          load_model, resolve_precision, steady_tokens_per_second)
 
     device, bf16 = resolve_precision(config.precision)
@@ -88,7 +88,7 @@ def _padding_arm(examples: list[SFTExample], model_ref: Path | str, config: Any)
 
 
 def _flywheel_arm(examples: list[SFTExample], model_ref: Path | str, config: Any) -> dict[str, Any]:
-    from pipeline.training.train import fit_sft, steady_tokens_per_second
+    from pipeline.learning.train import fit_sft, steady_tokens_per_second
 
     _, _, result = fit_sft(examples, model_ref, config)
     keys = ("steps", "examples", "tokens", "assistant_tokens", "computed_tokens", "padding_fraction", "train_seconds",
@@ -125,7 +125,7 @@ def run_train_benchmark(examples: Iterable[Mapping[str, Any] | SFTExample] | Non
     (random 2-layer Llama, for tests), or a local directory. `isolate` runs each arm in a
     fresh process (clean peak-memory figures). `gradient_checkpointing` applies to every arm
     (for machines where the padded baseline would not fit in memory)."""
-    from pipeline.training.train import TrainConfig
+    from pipeline.learning.train import TrainConfig
 
     if examples is None:
         if duckdb_path is None:
@@ -190,7 +190,7 @@ def format_train_benchmark(result: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m pipeline.training.bench [duckdb] [n] [tiny|smollm2]
+if __name__ == "__main__":  # python -m pipeline.benchmarks.train [duckdb] [n] [tiny|smollm2]
     import json
     import sys
 

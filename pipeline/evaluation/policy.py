@@ -11,7 +11,7 @@ or, when the output could not be parsed, the same with `"parse_error": "<why>"` 
 then holds the raw text and tool_calls is empty). A policy may add `"raw_text"`.
 
 - `ModelPolicy(generate_fn)` wraps any `generate_fn(messages, tools, seed) -> (raw_text,
-  parsed)`; `engine_policy(model_dir)` puts a model behind `pipeline.training.generate`'s
+  parsed)`; `engine_policy(model_dir)` puts a model behind `pipeline.learning.generate`'s
   engine (imported lazily, so nothing here needs it), and its `act_many` answers many
   conversations in one batched call.
 - `ScriptedPolicy(spec)` is the simulator's scripted agent re-driven one step at a time: an
@@ -128,13 +128,13 @@ def turn_message(raw_text: str, parsed: Mapping[str, Any] | None, messages: Sequ
 
 
 class EnginePolicy:
-    """A model behind a generation engine (`pipeline.training.generate`): `act_many` hands
+    """A model behind a generation engine (`pipeline.learning.generate`): `act_many` hands
     many conversations to the engine at once (it batches them and shares their prefix)."""
 
     greedy = True  # the seed changes nothing: conversations with different seeds share a batch
 
     def __init__(self, engine: Any) -> None:
-        from pipeline.training.chat_template import parse_assistant_output
+        from pipeline.core.training.chat_template import parse_assistant_output
 
         self.engine = engine
         self._parse = parse_assistant_output
@@ -163,8 +163,8 @@ def _parse_error(parsed: Mapping[str, Any] | None) -> str | None:
 def engine_policy(model_dir: str, engine: str = "auto", max_new_tokens: int = 64,
                   cache_root: str | None = None) -> EnginePolicy:
     """The model in `model_dir` as a policy, behind the training package's generation engine
-    (lazy import: the evaluation package itself does not depend on pipeline.training or torch)."""
-    from pipeline.training.generate import generation_engine
+    (lazy import: the evaluation package itself does not depend on pipeline.learning or torch)."""
+    from pipeline.learning.generate import generation_engine
 
     return EnginePolicy(generation_engine(model_dir, engine, max_new_tokens, cache_root=cache_root))
 

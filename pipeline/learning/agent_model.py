@@ -18,12 +18,12 @@ import mlflow
 
 class AgentModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context: Any) -> None:
-        from pipeline.training.generate import load_for_inference
+        from pipeline.learning.generate import load_for_inference
 
         self.model, self.tokenizer = load_for_inference(context.artifacts["model_dir"])
 
     def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> list[str]:
-        from pipeline.training.generate import generate_assistant_turn
+        from pipeline.learning.generate import generate_assistant_turn
 
         params = params or {}
         outputs = []

@@ -38,7 +38,7 @@ from typing import Any, Protocol
 
 import torch
 
-from pipeline.training.chat_template import (CHAT_TEMPLATE, END_OF_TURN, ParsedTurn, load_tokenizer,
+from pipeline.core.training.chat_template import (CHAT_TEMPLATE, END_OF_TURN, ParsedTurn, load_tokenizer,
                                              parse_assistant_output)
 
 Conversation = tuple[list[dict[str, Any]], list[dict[str, Any]] | None]  # (messages, tools)

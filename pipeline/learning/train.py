@@ -36,9 +36,9 @@ from typing import Any, Callable, Iterable, Literal, Mapping
 
 import torch
 
-from pipeline.training.base_model import ModelRef
-from pipeline.training.chat_template import CHAT_TEMPLATE, END_OF_TURN, load_tokenizer
-from pipeline.training.data import (COUNTER_KEYS, IGNORE, PackedCollator, SFTExample, normalise_weights,
+from pipeline.learning.base_model import ModelRef
+from pipeline.core.training.chat_template import CHAT_TEMPLATE, END_OF_TURN, load_tokenizer
+from pipeline.core.training.packing import (COUNTER_KEYS, IGNORE, PackedCollator, SFTExample, normalise_weights,
                                     pack_examples, single_rows, tokenize_examples)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipeline.partitions import daily_partitions
+from pipeline.orchestration.partitions import daily_partitions
 from pipeline.settings import get_settings
 
 # Transient lakeFS/MLflow hiccups (restarts, timeouts) clear within seconds to a minute.

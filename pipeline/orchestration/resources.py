@@ -167,7 +167,7 @@ class GreatExpectationsResource(dg.ConfigurableResource):
     suites_dir: str = str(EXPECTATIONS_DIR)
 
     def validate(self, frame: Any, suite_name: str) -> Any:
-        from pipeline.validation import load_suite, validate_dataframe
+        from pipeline.shell.validation import load_suite, validate_dataframe
 
         return validate_dataframe(frame, load_suite(Path(self.suites_dir) / f"{suite_name}.json"))
 

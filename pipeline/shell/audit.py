@@ -14,8 +14,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from pipeline.quality import read_parquet
-from pipeline.release import DATA_PREFIX, TAG_PREFIX
+from pipeline.shell.marts import read_parquet
+from pipeline.shell.release import DATA_PREFIX, TAG_PREFIX
 
 MODEL_NAME = "flywheel-agent"
 TAG_RELEASE = "lakefs.tag"

@@ -1,7 +1,7 @@
 """Custom Great Expectations expectations for agent data.
 
 Importing this module registers them with GX (its metaclass does), so suites in
-expectations/ can name them by type. Imported lazily by pipeline.validation, like GX.
+expectations/ can name them by type. Imported lazily by pipeline.shell.validation, like GX.
 """
 
 import contextlib
@@ -27,8 +27,8 @@ from great_expectations.expectations.metrics.map_metric_provider.multicolumn_con
     multicolumn_condition_partial,
 )
 
-from pipeline.conversation import conversation_problems
-from pipeline.redaction.surrogates import IssuedSurrogates
+from pipeline.core.curation.conversation import conversation_problems
+from pipeline.core.redaction.surrogates import IssuedSurrogates
 
 # The surrogates redaction wrote, for the suites being run (`issued_surrogates`): GX metric
 # providers take no runtime arguments, and the set (thousands of values) does not belong in

@@ -31,7 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.formats import (
+from pipeline.core.formats import (
     OpenAIMapping,
     Parsed,
     Quarantined,
@@ -39,8 +39,8 @@ from pipeline.formats import (
     parse_file,
     quarantine_unknown_format,
 )
-from pipeline.record import Trajectory, shallow_fields
-from pipeline.warehouse import RAW_SCHEMA, SCHEMAS, arrow_schema, to_arrow
+from pipeline.core.record import Trajectory, shallow_fields
+from pipeline.shell.warehouse import RAW_SCHEMA, SCHEMAS, arrow_schema, to_arrow
 
 DETECTION_HEAD_BYTES = 64 * 1024
 TABLES = tuple(SCHEMAS[RAW_SCHEMA])  # the canonical tables and the quarantine
@@ -417,7 +417,7 @@ def file_workers(workers: int) -> Iterator[MapFiles]:
         yield map
         return
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["pipeline.ingest", "pandas"])
+    context.set_forkserver_preload(["pipeline.shell.ingest", "pandas"])
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_exit_with, initargs=(os.getpid(),)) as pool, \
             ThreadPoolExecutor(1, thread_name_prefix="submit-files") as submitter:
         # The pool spawns a process per submit while none is idle: one no-op per worker.

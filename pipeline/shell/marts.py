@@ -14,9 +14,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.redaction.surrogates import IssuedSurrogates
-from pipeline.resources import EXPECTATIONS_DIR
-from pipeline.validation import ValidationOutcome, load_suite, validate_dataframe
+from pipeline.core.redaction.surrogates import IssuedSurrogates
+from pipeline.orchestration.resources import EXPECTATIONS_DIR
+from pipeline.shell.validation import ValidationOutcome, load_suite, validate_dataframe
 
 MARTS_SCHEMA = "marts"
 # mart -> the columns that order it (deterministic files, stable digests) and identify a row

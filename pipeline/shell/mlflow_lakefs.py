@@ -28,7 +28,7 @@ class LakeFSDatasetSource(DatasetSource):
         import tempfile
         from pathlib import Path
 
-        from pipeline.resources import LakeFSResource
+        from pipeline.orchestration.resources import LakeFSResource
         from pipeline.settings import get_settings
 
         repo_name, commit, path = self._uri.removeprefix("lakefs://").split("/", 2)

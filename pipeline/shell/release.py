@@ -7,7 +7,7 @@
 2. audit: the caller validated the exact bytes written (see assets/release.py); the verdict
    says whether they passed.
 3. publish: only a passing verdict is merged into `main` and tagged `dataset-<day>-<n>`.
-   The lakeFS pre-merge hook (pipeline/lakefs_hooks/) re-checks the verdict on the server,
+   The lakeFS pre-merge hook (pipeline/shell/lakefs_hooks/) re-checks the verdict on the server,
    so a merge without one is refused whoever attempts it.
 
 Re-running is safe: a release is identified by the digest of its content, so a run that
@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from pipeline.faults import failpoint
-from pipeline.lakefs_store import MAIN, branch_name, read_objects
+from pipeline.shell.failpoints import failpoint
+from pipeline.shell.lakefs_store import MAIN, branch_name, read_objects
 
 DATA_PREFIX = "datasets/"
 VERDICT_PATH = "_validation/verdict.json"

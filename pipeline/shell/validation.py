@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.redaction.surrogates import IssuedSurrogates
+    from pipeline.core.redaction.surrogates import IssuedSurrogates
 
 # Sample of failing values kept per expectation: enough to debug, small enough for metadata.
 FAILURE_SAMPLE = 5
@@ -65,7 +65,7 @@ def _context(docs_root: Path | None) -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    import pipeline.gx_expectations  # noqa: F401 - registers our custom expectations
+    import pipeline.shell.gx_expectations  # noqa: F401 - registers our custom expectations
 
     if docs_root is None:
         context = gx.get_context(mode="ephemeral")
@@ -140,8 +140,8 @@ def validate_dataframe(
         gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions,
                       result_format="COMPLETE")
     )
-    from pipeline.gx_expectations import issued_surrogates
-    from pipeline.redaction.surrogates import IssuedSurrogates
+    from pipeline.shell.gx_expectations import issued_surrogates
+    from pipeline.core.redaction.surrogates import IssuedSurrogates
 
     with issued_surrogates(issued if issued is not None else IssuedSurrogates(())):
         run = checkpoint.run(batch_parameters={"dataframe": frame})

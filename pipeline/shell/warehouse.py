@@ -16,7 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import pyarrow as pa
 
-from pipeline.faults import failpoint
+from pipeline.shell.failpoints import failpoint
 
 RAW_SCHEMA = "raw"
 REDACTED_SCHEMA = "redacted"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stack import free_port
+from pipeline.shell.local_stack import free_port
 
 FLYWHEEL = str(Path(sys.executable).with_name("flywheel"))
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.resources import DBT_PROJECT_DIR, venv_tool
-from pipeline.warehouse import replace_partition
+from pipeline.orchestration.resources import DBT_PROJECT_DIR, venv_tool
+from pipeline.shell.warehouse import replace_partition
 
 
 def _row(key: str, fmt: str = "canonical") -> dict:

@@ -24,9 +24,9 @@ import duckdb
 import pytest
 import yaml
 
-from pipeline.ingest import SourceFile, ingest_files, record_key
+from pipeline.shell.ingest import SourceFile, ingest_files, record_key
 from pipeline.simulator import simulate
-from pipeline.warehouse import replace_partition
+from pipeline.shell.warehouse import replace_partition
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"

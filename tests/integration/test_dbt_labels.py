@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.warehouse import replace_partition
+from pipeline.shell.warehouse import replace_partition
 from test_dbt_curation import DBT_PROJECT_DIR, VARS, _dbt  # same dbt invocation and vars
 
 PARTITION = "2026-11-20"

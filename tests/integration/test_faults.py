@@ -1,12 +1,12 @@
 """The lakeFS server, or the run itself, SIGKILLed at every point of a release.
 
-The scenarios live in pipeline/reliability.py because `flywheel bench reliability` runs and
+The scenarios live in pipeline/benchmarks/reliability.py because `flywheel bench reliability` runs and
 counts the same ones; here every scenario must hold on its own.
 """
 
 import pytest
 
-from pipeline.reliability import RELEASE_FAULTS, release_fault_scenarios, throwaway_lakefs
+from pipeline.benchmarks.reliability import RELEASE_FAULTS, release_fault_scenarios, throwaway_lakefs
 from pipeline.settings import get_settings
 
 

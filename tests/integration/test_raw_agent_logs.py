@@ -10,7 +10,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from assets.ingestion import raw_agent_logs
-from pipeline.resources import LakeFSResource
+from pipeline.orchestration.resources import LakeFSResource
 from pipeline.settings import get_settings
 from pipeline.simulator import simulate
 

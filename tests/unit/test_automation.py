@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import dagster as dg
 
 from pipeline.definitions import defs
-from pipeline.operations import changed_days, landing_fingerprints
+from pipeline.orchestration.automation import changed_days, landing_fingerprints
 
 
 def test_fingerprints_change_only_with_the_files(tmp_path):
@@ -59,7 +59,7 @@ def test_nightly_schedule_runs_the_day_that_ended():
 def test_a_failure_retrying_cannot_fix_fails_at_once_and_says_what_to_do(tmp_path):
     """Steps retry transient errors (TRANSIENT_RETRY); a missing release is not one."""
     from assets.training import fine_tuned_model
-    from pipeline.resources import LakeFSResource, MlflowResource
+    from pipeline.orchestration.resources import LakeFSResource, MlflowResource
 
     result = dg.materialize(
         [fine_tuned_model], instance=dg.DagsterInstance.ephemeral(), raise_on_error=False,
@@ -77,7 +77,7 @@ def test_downstream_automation_waits_for_upstream_blocking_checks_across_runs():
     """AFTER_BLOCKING_CHECKS (on dataset_release and fine_tuned_model): a failed blocking
     check in one run keeps the next evaluation from starting the downstream asset; once the
     check passes again it is requested."""
-    from pipeline.operations import AFTER_BLOCKING_CHECKS
+    from pipeline.orchestration.automation import AFTER_BLOCKING_CHECKS
 
     verdict = {"passed": False}
 

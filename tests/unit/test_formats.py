@@ -1,4 +1,4 @@
-"""pipeline.formats: round trips, detection, every quarantine reason, and the accounting rule
+"""pipeline.core.formats: round trips, detection, every quarantine reason, and the accounting rule
 (one Parsed or Quarantined per input record, never an exception)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.formats import (
+from pipeline.core.formats import (
     FORMATS,
     REASONS,
     OpenAIMapping,
@@ -23,7 +23,7 @@ from pipeline.formats import (
     export,
     parse_file,
 )
-from pipeline.record import (
+from pipeline.core.record import (
     SOURCE_FORMATS,
     Consent,
     Feedback,
@@ -420,7 +420,7 @@ def test_detects_react_without_a_header_line() -> None:
     ],
 )
 def test_unknown_format_is_none(name: str, head: bytes) -> None:
-    """The caller (pipeline.ingest) quarantines such files' lines as `unknown_format`."""
+    """The caller (pipeline.shell.ingest) quarantines such files' lines as `unknown_format`."""
     assert detect_format(name, head) is None
     assert "unknown_format" in REASONS
 
@@ -1115,7 +1115,7 @@ def test_content_digest_is_the_digest_of_the_record_without_provenance() -> None
 
     import orjson
 
-    from pipeline.ingest import content_digest
+    from pipeline.shell.ingest import content_digest
 
     def without_provenance(t: Trajectory) -> dict[str, Any]:
         body = dataclasses.asdict(t)

@@ -2,8 +2,8 @@
 launchpad): a file detection cannot place is quarantined as unknown_format until a rule
 names its format and where its fields sit."""
 
-from pipeline.formats import OpenAIMapping, export
-from pipeline.ingest import IngestRules, SourceFile, ingest_files
+from pipeline.core.formats import OpenAIMapping, export
+from pipeline.shell.ingest import IngestRules, SourceFile, ingest_files
 
 from test_formats import full_trajectory, minimal_trajectory
 

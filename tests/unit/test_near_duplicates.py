@@ -1,6 +1,6 @@
 """Near-duplicate clustering (the method int_near_duplicates runs) and its benchmark corpus."""
 
-from pipeline.near_duplicates import (
+from pipeline.core.curation.near_duplicates import (
     Document, datasketch_as_documented, near_duplicate_clusters, pairs_from_clusters, planted_corpus,
     run_dedup_bench, shingles, similar_pairs,
 )

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pipeline.redaction import (
+from pipeline.core.redaction import (
     PlaceholderMap,
     Span,
     TrajectoryRedactor,
@@ -17,9 +17,9 @@ from pipeline.redaction import (
     redact_tables,
     redact_text,
 )
-from pipeline.redaction.detectors import iban_valid, luhn_valid
-from pipeline.redaction.evaluate import EvalMessage, RedactorOutput, evaluate
-from pipeline.redaction.keys import key_entity_type
+from pipeline.core.redaction.detectors import iban_valid, luhn_valid
+from pipeline.benchmarks.redact_scoring import EvalMessage, RedactorOutput, evaluate
+from pipeline.core.redaction.keys import key_entity_type
 
 
 def found(text: str) -> list[tuple[str, str]]:
@@ -389,7 +389,7 @@ def test_presidio_baseline_runs_offline_with_pattern_recognizers(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    from pipeline.redaction.presidio_baseline import presidio_redact_text
+    from pipeline.benchmarks.presidio_baseline import presidio_redact_text
 
     text, spans = presidio_redact_text("Mail john.doe@gmail.com or call +1 415-555-0123, card 4111 1111 1111 1111")
     assert "john.doe@gmail.com" not in text and "<EMAIL_ADDRESS>" in text
@@ -401,7 +401,7 @@ def test_presidio_baseline_runs_offline_with_pattern_recognizers(monkeypatch):
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    from pipeline.redaction.bench import corpus_messages, load_corpus
+    from pipeline.benchmarks.redact import corpus_messages, load_corpus
     from pipeline.simulator import simulate
 
     out = tmp_path_factory.mktemp("redaction-corpus")
@@ -411,8 +411,8 @@ def simulated(tmp_path_factory):
 
 
 def test_recall_on_simulated_corpus(simulated):
-    from pipeline.redaction.bench import run_ours
-    from pipeline.redaction.detectors import STRUCTURED_TYPES
+    from pipeline.benchmarks.redact import run_ours
+    from pipeline.core.redaction.detectors import STRUCTURED_TYPES
 
     _, truth, messages = simulated
     outputs, _ = run_ours(messages)
@@ -440,7 +440,7 @@ def test_redact_tables_on_simulated_corpus_leaves_no_planted_value(simulated):
 
 
 def test_benchmark_report_shape():
-    from pipeline.redaction.bench import format_benchmark, run_redaction_benchmark
+    from pipeline.benchmarks.redact import format_benchmark, run_redaction_benchmark
 
     result = run_redaction_benchmark(days=1, per_day=8, seed=3)
     assert result["corpus"]["messages"] > 0

@@ -12,8 +12,8 @@ from random import Random
 
 import pytest
 
-from pipeline.formats import Parsed, Quarantined, detect_format, parse_file
-from pipeline.ingest import DETECTION_HEAD_BYTES
+from pipeline.core.formats import Parsed, Quarantined, detect_format, parse_file
+from pipeline.shell.ingest import DETECTION_HEAD_BYTES
 from pipeline.simulator import SimulationSummary, simulate
 from pipeline.simulator.agent import AgentProfile, run_episode
 from pipeline.simulator.env import SupportEnv, luhn_valid

@@ -10,10 +10,10 @@ from random import Random
 
 import pytest
 
-from pipeline.redaction import detect, redact_tables
-from pipeline.redaction.detectors import iban_valid, luhn_valid
-from pipeline.redaction.placeholders import normalize
-from pipeline.redaction.surrogates import RESERVED_EMAIL_DOMAINS, IssuedSurrogates, SurrogateMap
+from pipeline.core.redaction import detect, redact_tables
+from pipeline.core.redaction.detectors import iban_valid, luhn_valid
+from pipeline.core.redaction.placeholders import normalize
+from pipeline.core.redaction.surrogates import RESERVED_EMAIL_DOMAINS, IssuedSurrogates, SurrogateMap
 
 KEY = bytes(range(32))
 
@@ -145,7 +145,7 @@ def test_the_release_scan_accepts_issued_surrogates_and_catches_a_leak():
 def test_gx_no_pii_expectation_passes_surrogates_only_when_they_were_issued():
     import pandas as pd
 
-    from pipeline.validation import validate_dataframe
+    from pipeline.shell.validation import validate_dataframe
 
     result = redact_tables(TABLES, surrogate_key=KEY)
     frame = pd.DataFrame({"content": [row["content"] for row in result.tables["steps"]]})

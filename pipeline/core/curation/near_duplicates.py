@@ -24,7 +24,7 @@ from itertools import combinations
 from random import Random
 from typing import Any
 
-from pipeline.record import Trajectory
+from pipeline.core.record import Trajectory
 
 
 @dataclass(frozen=True)

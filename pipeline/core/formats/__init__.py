@@ -25,8 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from typing import Any, NamedTuple
 
-from pipeline.formats import canonical, openai_chat, otel_genai, react_text
-from pipeline.formats._common import (
+from pipeline.core.formats import canonical, openai_chat, otel_genai, react_text
+from pipeline.core.formats._common import (
     REASONS,
     Parsed,
     Quarantined,
@@ -36,8 +36,8 @@ from pipeline.formats._common import (
     iter_lines,
     quarantine,
 )
-from pipeline.formats.openai_chat import OpenAIMapping
-from pipeline.record import Trajectory
+from pipeline.core.formats.openai_chat import OpenAIMapping
+from pipeline.core.record import Trajectory
 
 __all__ = [
     "FORMATS",
@@ -51,7 +51,7 @@ __all__ = [
     "quarantine_unknown_format",
 ]
 
-# The same names as pipeline.record.SOURCE_FORMATS (a test keeps them equal).
+# The same names as pipeline.core.record.SOURCE_FORMATS (a test keeps them equal).
 FORMATS: tuple[str, ...] = ("canonical", "openai_chat", "otel_genai", "react_text")
 
 DEFAULT_MAX_RECORD_BYTES = 4_000_000

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import msgspec
 
-from pipeline.record import ROLES, Consent, Feedback, Outcome, Provenance, Step, Trajectory
+from pipeline.core.record import ROLES, Consent, Feedback, Outcome, Provenance, Step, Trajectory
 
 REASONS: tuple[str, ...] = (
     "invalid_utf8",  # the record's bytes are not UTF-8

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pipeline.formats._common import (
+from pipeline.core.formats._common import (
     FIELD_KINDS,
     MISSING,
     OUTCOME_FIELDS,
@@ -32,7 +32,7 @@ from pipeline.formats._common import (
     require_id,
     required,
 )
-from pipeline.record import SCHEMA_VERSION, Step, ToolCall, Trajectory
+from pipeline.core.record import SCHEMA_VERSION, Step, ToolCall, Trajectory
 
 FORMAT = "canonical"
 _STEP_KINDS = {

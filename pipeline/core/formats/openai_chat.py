@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from pipeline.formats._common import (
+from pipeline.core.formats._common import (
     FIELD_KINDS,
     MISSING,
     At,
@@ -49,7 +49,7 @@ from pipeline.formats._common import (
     require_id,
     set_path,
 )
-from pipeline.record import Step, ToolCall, Trajectory
+from pipeline.core.record import Step, ToolCall, Trajectory
 
 FORMAT = "openai_chat"
 _PARAMS = (

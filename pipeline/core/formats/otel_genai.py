@@ -49,7 +49,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.formats._common import (
+from pipeline.core.formats._common import (
     EXCERPT_CHARS,
     MISSING,
     At,
@@ -73,7 +73,7 @@ from pipeline.formats._common import (
     require_id,
     required,
 )
-from pipeline.record import Step, ToolCall, Trajectory
+from pipeline.core.record import Step, ToolCall, Trajectory
 
 FORMAT = "otel_genai"
 _OP = "gen_ai.operation.name"

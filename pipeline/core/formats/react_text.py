@@ -48,7 +48,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from pipeline.formats._common import (
+from pipeline.core.formats._common import (
     FIELD_KINDS,
     MISSING,
     At,
@@ -67,7 +67,7 @@ from pipeline.formats._common import (
     require_id,
     strict_json,
 )
-from pipeline.record import Step, ToolCall, Trajectory
+from pipeline.core.record import Step, ToolCall, Trajectory
 
 FORMAT = "react_text"
 _SEPARATOR, _REWARD = b"=== TRAJECTORY", b"Reward:"

@@ -8,9 +8,9 @@
   (imported lazily: Presidio is slow to import).
 """
 
-from pipeline.redaction.detectors import ENTITY_TYPES, SECRET_TYPES, STRUCTURED_TYPES, Span, detect
-from pipeline.redaction.placeholders import PlaceholderMap
-from pipeline.redaction.redact import (
+from pipeline.core.redaction.detectors import ENTITY_TYPES, SECRET_TYPES, STRUCTURED_TYPES, Span, detect
+from pipeline.core.redaction.placeholders import PlaceholderMap
+from pipeline.core.redaction.redact import (
     REDACTED_COLUMNS,
     Finding,
     RedactedText,

@@ -27,10 +27,10 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
-from pipeline.redaction.detectors import Span, detect, resolve
-from pipeline.redaction.keys import AMBIGUOUS, key_entity_type, static_key_type
-from pipeline.redaction.placeholders import PlaceholderMap
-from pipeline.redaction.surrogates import SurrogateMap
+from pipeline.core.redaction.detectors import Span, detect, resolve
+from pipeline.core.redaction.keys import AMBIGUOUS, key_entity_type, static_key_type
+from pipeline.core.redaction.placeholders import PlaceholderMap
+from pipeline.core.redaction.surrogates import SurrogateMap
 
 # Columns redacted per raw table: True = a JSON column (any JSON value; malformed → text),
 # None = text that is parsed as JSON when it looks like an object/array (tool results).

@@ -38,8 +38,8 @@ from collections.abc import Iterable
 from random import Random
 from typing import Any
 
-from pipeline.redaction.detectors import _STREET_SUFFIX, Span, detect, iban_valid, luhn_valid
-from pipeline.redaction.placeholders import normalize
+from pipeline.core.redaction.detectors import _STREET_SUFFIX, Span, detect, iban_valid, luhn_valid
+from pipeline.core.redaction.placeholders import normalize
 
 RESERVED_EMAIL_DOMAINS = ("example.com", "example.net", "example.org")
 IPV4_DOCUMENTATION = ("192.0.2.", "198.51.100.", "203.0.113.")

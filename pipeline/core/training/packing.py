@@ -47,7 +47,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from pipeline.training.chat_template import CHAT_TEMPLATE
+from pipeline.core.training.chat_template import CHAT_TEMPLATE
 
 IGNORE = -100
 PREFIX_END = "<|im_end|>\n"
