@@ -62,7 +62,8 @@ def setup() -> None:
 
 
 def _dbt_parse() -> None:
-    from pipeline.orchestration.resources import DBT_PROJECT_DIR, venv_tool
+    from pipeline.orchestration.resources import venv_tool
+    from pipeline.settings import DBT_PROJECT_DIR
 
     settings = get_settings()
     env = {**os.environ, "FLYWHEEL_DUCKDB_PATH": str(settings.duckdb_path)}
@@ -293,7 +294,7 @@ def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
     import yaml
 
     from pipeline.core.curation.near_duplicates import format_dedup_bench, run_dedup_bench
-    from pipeline.orchestration.resources import DBT_PROJECT_DIR
+    from pipeline.settings import DBT_PROJECT_DIR
 
     dbt_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
     result = run_dedup_bench(n_docs, seed, threshold=float(dbt_vars["near_dup_threshold"]),

@@ -16,10 +16,8 @@ import dagster as dg
 from dagster_dbt import DbtCliResource, DbtProject
 from dagster_duckdb import DuckDBResource
 
-from pipeline.settings import PROJECT_ROOT, get_settings
-
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
-EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+from pipeline.settings import DBT_PROJECT_DIR, EXPECTATIONS_DIR, get_settings
+from pipeline.shell.lakefs_store import lakefs_client
 
 
 def venv_tool(name: str) -> str:
@@ -42,14 +40,7 @@ class LakeFSResource(dg.ConfigurableResource):
     endpoint: str
 
     def client(self) -> Any:
-        import lakefs
-
-        settings = get_settings()
-        return lakefs.Client(
-            host=self.endpoint,
-            username=settings.lakefs_access_key_id,
-            password=settings.lakefs_secret_access_key.reveal(),
-        )
+        return lakefs_client(self.endpoint)
 
     def repository(self, name: str) -> Any:
         import lakefs

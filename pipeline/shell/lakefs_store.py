@@ -38,6 +38,21 @@ class RawCommit:
         return f"lakefs://{self.repo}/{self.commit_id}/{self.paths[name]}"
 
 
+def lakefs_client(endpoint: str) -> Any:
+    """A `lakefs` SDK client for `endpoint`, with the credentials of the settings (read at
+    call time, so they never become resource config)."""
+    import lakefs
+
+    from pipeline.settings import get_settings
+
+    settings = get_settings()
+    return lakefs.Client(
+        host=endpoint,
+        username=settings.lakefs_access_key_id,
+        password=settings.lakefs_secret_access_key.reveal(),
+    )
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

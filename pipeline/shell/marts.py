@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core.redaction.surrogates import IssuedSurrogates
-from pipeline.orchestration.resources import EXPECTATIONS_DIR
+from pipeline.settings import EXPECTATIONS_DIR
 from pipeline.shell.validation import ValidationOutcome, load_suite, validate_dataframe
 
 MARTS_SCHEMA = "marts"

@@ -28,11 +28,13 @@ class LakeFSDatasetSource(DatasetSource):
         import tempfile
         from pathlib import Path
 
-        from pipeline.orchestration.resources import LakeFSResource
+        import lakefs
+
         from pipeline.settings import get_settings
+        from pipeline.shell.lakefs_store import lakefs_client
 
         repo_name, commit, path = self._uri.removeprefix("lakefs://").split("/", 2)
-        repo = LakeFSResource(endpoint=get_settings().lakefs_endpoint).repository(repo_name)
+        repo = lakefs.Repository(repo_name, client=lakefs_client(get_settings().lakefs_endpoint))
         target = Path(dst_path or tempfile.mkdtemp()) / Path(path).name
         with repo.ref(commit).object(path).reader(mode="rb") as handle:
             target.write_bytes(handle.read())

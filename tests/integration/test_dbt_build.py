@@ -7,7 +7,8 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.orchestration.resources import DBT_PROJECT_DIR, venv_tool
+from pipeline.orchestration.resources import venv_tool
+from pipeline.settings import DBT_PROJECT_DIR
 from pipeline.shell.warehouse import replace_partition
 
 
