@@ -293,7 +293,7 @@ def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
 
     import yaml
 
-    from pipeline.core.curation.near_duplicates import format_dedup_bench, run_dedup_bench
+    from pipeline.benchmarks.dedup import format_dedup_bench, run_dedup_bench
     from pipeline.settings import DBT_PROJECT_DIR
 
     dbt_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
