@@ -89,7 +89,7 @@ def evaluation_report(
 def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
               mlflow: MlflowResource) -> dg.MaterializeResult:
     from pipeline.evaluation.cases import load_case, task_specs
-    from pipeline.evaluation.policy import EnginePolicy
+    from pipeline.learning.engine_policy import EnginePolicy
     from pipeline.evaluation.promotion import decide_promotion, incumbent_for
     from pipeline.evaluation.report import combine, write_report
     from pipeline.evaluation.run import evaluate_model

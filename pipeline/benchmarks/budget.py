@@ -55,7 +55,8 @@ def parse_arm(text: str) -> dict[str, Any]:
 
 
 def _cases_and_tasks(warehouse: Path, n_cases: int, n_tasks: int) -> tuple[list, dict]:
-    from pipeline.evaluation.cases import load_eval_cases, task_specs
+    from pipeline.evaluation.cases import task_specs
+    from pipeline.shell.marts import load_eval_cases
 
     cases = sorted(load_eval_cases(warehouse), key=lambda c: hashlib.sha256(c["case_id"].encode()).hexdigest())
     cases = cases[:n_cases] if n_cases else cases
@@ -73,7 +74,7 @@ def _cases_and_tasks(warehouse: Path, n_cases: int, n_tasks: int) -> tuple[list,
 
 def _evaluate(name: str, model_dir: Path, cases: list, tasks: dict, k: int, cache: Path,
               max_turns: int) -> dict[str, Any]:
-    from pipeline.evaluation.policy import EnginePolicy
+    from pipeline.learning.engine_policy import EnginePolicy
     from pipeline.evaluation.run import evaluate_model
     from pipeline.learning.generate import CachedEngine, generation_engine
 
@@ -109,7 +110,7 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
                log: Callable[[str], None] = print) -> dict[str, Any]:
     from pipeline.evaluation.promotion import compare
     from pipeline.learning.base_model import resolve_base_model
-    from pipeline.core.training.packing import load_sft_examples
+    from pipeline.shell.marts import load_sft_examples
     from pipeline.learning.train import TrainConfig, fit_sft, save_merged, train_dpo
 
     base_dir = Path(resolve_base_model(base_model, cache_dir))
@@ -139,7 +140,7 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
         def keep(step: int, model: Any, arm=arm, tokenizer_dir=base_dir) -> None:
             nonlocal paused
             pause = time.perf_counter()
-            from pipeline.core.training.chat_template import load_tokenizer
+            from pipeline.learning.tokenizer import load_tokenizer
 
             target = out_dir / "models" / f"{arm['name']}-s{step}"
             save_merged(copy.deepcopy(model), load_tokenizer(tokenizer_dir), target, {"arm": arm, "step": step})

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 def run_eval_bench(model_dir: Path, warehouse: Path, n_cases: int = 60, max_new_tokens: int = 64,
                    batch_size: int = 16, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from pipeline.evaluation.cases import load_eval_cases
+    from pipeline.shell.marts import load_eval_cases
     from pipeline.learning.generate import BatchedEngine, TransformersEngine
 
     cases = sorted(load_eval_cases(warehouse), key=lambda c: hashlib.sha256(c["case_id"].encode()).hexdigest())

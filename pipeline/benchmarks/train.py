@@ -27,7 +27,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from pipeline.core.training.packing import SFTExample, as_sft_example, load_sft_examples
+from pipeline.core.training.packing import SFTExample, as_sft_example
+from pipeline.shell.marts import load_sft_examples
 
 ARMS = ("padding", "flywheel")
 
@@ -43,7 +44,7 @@ def _padding_arm(examples: list[SFTExample], model_ref: Path | str, config: Any)
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
 
-    from pipeline.core.training.chat_template import load_tokenizer
+    from pipeline.learning.tokenizer import load_tokenizer
     from pipeline.core.training.packing import tokenize_examples
     from pipeline.learning.train import (PeakMemory, _metrics_callback, _Progress, _quiet, _training_arguments,
                                          load_model, resolve_precision, steady_tokens_per_second)

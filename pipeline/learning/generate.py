@@ -38,8 +38,8 @@ from typing import Any, Protocol
 
 import torch
 
-from pipeline.core.training.chat_template import (CHAT_TEMPLATE, END_OF_TURN, ParsedTurn, load_tokenizer,
-                                             parse_assistant_output)
+from pipeline.core.training.chat_template import CHAT_TEMPLATE, END_OF_TURN, ParsedTurn, parse_assistant_output
+from pipeline.learning.tokenizer import load_tokenizer
 
 Conversation = tuple[list[dict[str, Any]], list[dict[str, Any]] | None]  # (messages, tools)
 ENGINES = ("batched", "transformers")

@@ -37,9 +37,11 @@ from typing import Any, Callable, Iterable, Literal, Mapping
 import torch
 
 from pipeline.learning.base_model import ModelRef
-from pipeline.core.training.chat_template import CHAT_TEMPLATE, END_OF_TURN, load_tokenizer
-from pipeline.core.training.packing import (COUNTER_KEYS, IGNORE, PackedCollator, SFTExample, normalise_weights,
-                                    pack_examples, single_rows, tokenize_examples)
+from pipeline.core.training.chat_template import CHAT_TEMPLATE, END_OF_TURN
+from pipeline.core.training.packing import (IGNORE, SFTExample, normalise_weights, pack_examples, single_rows,
+                                           tokenize_examples)
+from pipeline.learning.collator import COUNTER_KEYS, PackedCollator
+from pipeline.learning.tokenizer import load_tokenizer
 
 
 OnLog = Callable[[int, dict[str, float]], None]

@@ -1,4 +1,5 @@
-"""The marts as they are validated and released: read, serialise, validate.
+"""The marts as they are validated and released (read, serialise, validate), and as
+training and evaluation read them straight from the warehouse.
 
 Shared by the GX asset checks on the marts and by the release, which validates the exact
 Parquet bytes it is about to publish, so what passed is what ships.
@@ -15,6 +16,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.core.redaction.surrogates import IssuedSurrogates
+from pipeline.core.training.packing import SFTExample, as_sft_example
+from pipeline.evaluation.cases import COLUMNS as EVAL_CASE_COLUMNS
+from pipeline.evaluation.cases import EvalCase, load_case
 from pipeline.settings import EXPECTATIONS_DIR
 from pipeline.shell.validation import ValidationOutcome, load_suite, validate_dataframe
 
@@ -90,3 +94,32 @@ def outcome_record(outcome: ValidationOutcome) -> dict[str, Any]:
             for f in outcome.failures
         ],
     }
+
+
+# --- the marts as training and evaluation read them from the warehouse -------------------
+
+
+def load_sft_examples(duckdb_path: Path | str, table: str = "marts.sft_examples",
+                      limit: int | None = None) -> list[SFTExample]:
+    """Rows of the curated SFT mart, in a stable order (the warehouse is opened read-only)."""
+    import duckdb
+
+    sql = f"select messages, tools, weight from {table} order by record_key"
+    if limit is not None:
+        sql += f" limit {int(limit)}"
+    with duckdb.connect(str(duckdb_path), read_only=True) as con:
+        rows = con.execute(sql).fetchall()
+    return [as_sft_example({"messages": m, "tools": t, "weight": w}) for m, t, w in rows]
+
+
+def load_eval_cases(warehouse: str | Path, table: str = "marts.eval_cases") -> list[EvalCase]:
+    """Every case of `table`, ordered by case_id (the DuckDB file is opened read-only)."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        cursor = con.execute(f"select {', '.join(EVAL_CASE_COLUMNS)} from {table} order by case_id")
+        names = [d[0] for d in cursor.description]
+        return [load_case(dict(zip(names, row))) for row in cursor.fetchall()]
+    finally:
+        con.close()

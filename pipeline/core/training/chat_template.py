@@ -157,17 +157,6 @@ def parse_assistant_output(text: str) -> ParsedTurn:
     return {"content": content, "tool_calls": calls, "parse_errors": errors}
 
 
-def load_tokenizer(model_ref: Any):
-    """The tokenizer of a model directory (or hub id) with the project template set."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_ref)
-    tokenizer.chat_template = CHAT_TEMPLATE
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = END_OF_TURN
-    return tokenizer
-
-
 def render_conversation(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None,
                         add_generation_prompt: bool = False) -> str:
     """The conversation as text in the project template (for debugging and tests)."""

@@ -1,4 +1,4 @@
-"""From conversational examples to training batches: loss masks, truncation, packing.
+"""From conversational examples to packed training rows: loss masks, truncation, packing.
 
     SFTExample(messages, tools, weight)            one row of marts.sft_examples
       → tokenize_example   TokenizedExample       input_ids, labels (-100 outside the
@@ -6,7 +6,7 @@
       → pack_examples      PackedRow              several examples in one row, with a
                                                    segment id per token
       → PackedCollator     batch of tensors       input_ids, labels, position_ids,
-                                                   4D attention mask, per-token loss weights
+        (pipeline.learning.collator, torch)        4D attention mask, per-token loss weights
 
 Loss mask. The project template wraps every assistant output in `{% generation %}`, so
 `apply_chat_template(..., return_assistant_tokens_mask=True)` marks exactly the tokens the
@@ -42,10 +42,7 @@ import bisect
 import json
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
-
-import torch
 
 from pipeline.core.training.chat_template import CHAT_TEMPLATE
 
@@ -71,19 +68,6 @@ def as_sft_example(row: Mapping[str, Any] | SFTExample) -> SFTExample:
     weight = row.get("weight")
     return SFTExample(messages=list(_json(row["messages"]) or []), tools=list(_json(row.get("tools")) or []),
                       weight=1.0 if weight is None else float(weight))
-
-
-def load_sft_examples(duckdb_path: Path | str, table: str = "marts.sft_examples",
-                      limit: int | None = None) -> list[SFTExample]:
-    """Rows of the curated SFT mart, in a stable order (the warehouse is opened read-only)."""
-    import duckdb
-
-    sql = f"select messages, tools, weight from {table} order by record_key"
-    if limit is not None:
-        sql += f" limit {int(limit)}"
-    with duckdb.connect(str(duckdb_path), read_only=True) as con:
-        rows = con.execute(sql).fetchall()
-    return [as_sft_example({"messages": m, "tools": t, "weight": w}) for m, t, w in rows]
 
 
 @dataclass(frozen=True)
@@ -257,55 +241,6 @@ def single_rows(examples: Sequence[TokenizedExample]) -> list[PackedRow]:
         builder.n_assistant = example.n_assistant
         rows.append(builder.row())
     return rows
-
-
-def attention_mask_4d(segment_ids: torch.Tensor, parent_ids: torch.Tensor) -> torch.Tensor:
-    """(B, L) segment/parent ids → (B, 1, L, L) bool, True where query i may attend key j."""
-    length = segment_ids.shape[1]
-    causal = torch.ones(length, length, dtype=torch.bool, device=segment_ids.device).tril()
-    query_seg, key_seg = segment_ids[:, :, None], segment_ids[:, None, :]
-    query_parent = parent_ids[:, :, None]
-    allowed = (key_seg == query_seg) | (key_seg == query_parent)
-    return (allowed & causal)[:, None]
-
-
-class PackedCollator:
-    """Rows → tensors. Rows are right-padded to the longest in the batch; the padding is a
-    segment of its own with label -100 and weight 0."""
-
-    def __init__(self, pad_token_id: int) -> None:
-        self.pad_token_id = pad_token_id
-
-    def __call__(self, rows: list[PackedRow]) -> dict[str, torch.Tensor]:
-        length = max(len(r) for r in rows)
-        ids, labels, pos, weights, seg, parent = [], [], [], [], [], []
-        for r in rows:
-            pad = length - len(r)
-            pad_segment = (r.segment_ids[-1] + 1) if r.segment_ids else 0
-            ids.append(r.input_ids + [self.pad_token_id] * pad)
-            labels.append(r.labels + [IGNORE] * pad)
-            pos.append(r.position_ids + list(range(pad)))
-            weights.append(r.weights + [0.0] * pad)
-            seg.append(r.segment_ids + [pad_segment] * pad)
-            parent.append(r.parent_ids + [-1] * pad)
-        segment_ids, parent_ids = torch.tensor(seg), torch.tensor(parent)
-        real = sum(len(r) for r in rows)
-        return {
-            "input_ids": torch.tensor(ids),
-            "labels": torch.tensor(labels),
-            "position_ids": torch.tensor(pos),
-            "attention_mask": attention_mask_4d(segment_ids, parent_ids),
-            "loss_weights": torch.tensor(weights, dtype=torch.float32),
-            # bookkeeping, removed before the forward pass
-            "n_examples": torch.tensor(sum(r.n_examples for r in rows)),
-            "n_example_tokens": torch.tensor(sum(r.n_example_tokens for r in rows)),
-            "n_assistant": torch.tensor(sum(r.n_assistant for r in rows)),
-            "n_real_tokens": torch.tensor(real),
-            "n_padding": torch.tensor(length * len(rows) - real),
-        }
-
-
-COUNTER_KEYS = ("n_examples", "n_example_tokens", "n_assistant", "n_real_tokens", "n_padding")
 
 
 def batch_padding_fraction(row_lengths: Sequence[int], batch_size: int) -> float:
