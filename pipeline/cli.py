@@ -435,7 +435,9 @@ def run(partitions: tuple[str, ...]) -> None:
     days = list(partitions) or _landing_days(settings.landing_dir)
     if not days:
         raise StackError(f"no landing folders under {settings.landing_dir}; run `flywheel simulate`")
-    run_main_job(days, echo=click.echo)
+    from pipeline.definitions import defs
+
+    run_main_job(defs, days, echo=click.echo)
 
 
 def _landing_days(landing_dir: Path) -> list[str]:

@@ -29,12 +29,12 @@ class JobFailed(RuntimeError):
     """A run failed; the message names the run and the failing step."""
 
 
-def run_main_job(partitions: list[str], echo: Callable[[str], None] = print) -> None:
+def run_main_job(defs, partitions: list[str], echo: Callable[[str], None] = print) -> None:
+    """Ingest each partition, then run everything downstream, with the jobs of `defs` (the
+    code location, which sits above this package: the CLI passes it in)."""
     settings = get_settings()
     os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(settings))
     import dagster as dg
-
-    from pipeline.definitions import defs
 
     instance = dg.DagsterInstance.get()
     ingest = defs.resolve_job_def("ingest_job")
