@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.shell.failpoints import without_failpoints
-from pipeline.benchmarks.hostile_corpus import RssSampler, peak_hwm
+from pipeline.benchmarks.samplers import RssSampler, peak_hwm
 from pipeline.settings import PROJECT_ROOT, Settings
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")

@@ -286,7 +286,7 @@ def _datasets_repo(settings: Settings) -> Any:
 
 
 def run_reliability(settings: Settings, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from pipeline.benchmarks.hostile_corpus import run_hostile_ingestion
+    from pipeline.benchmarks.hostile_ingestion import run_hostile_ingestion
     from pipeline.simulator import simulate
 
     log("hostile inputs through ingestion ...")

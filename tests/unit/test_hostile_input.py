@@ -19,10 +19,9 @@ from pipeline.benchmarks.hostile_corpus import (
     MB,
     QUARANTINED,
     HostileManifest,
-    compare_outcomes,
     generate_hostile_corpus,
-    run_hostile_ingestion,
 )
+from pipeline.benchmarks.hostile_ingestion import compare_outcomes, run_hostile_ingestion
 from pipeline.shell.ingest import IngestResult, SourceFile, ingest_files, record_key
 
 SEED = 13
