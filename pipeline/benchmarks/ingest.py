@@ -123,7 +123,7 @@ def run_ingest_bench(
     hits every arm of its round, not one arm); each arm's median round is reported. Every
     round of the step ingests into its own lakeFS repository and DuckDB file, as a first
     ingestion of the day would."""
-    from pipeline.benchmarks.reliability import throwaway_lakefs
+    from pipeline.harness.throwaway_stack import throwaway_lakefs
     from pipeline.simulator import simulate
 
     with tempfile.TemporaryDirectory(prefix="flywheel-bench-ingest-") as work, \

@@ -185,7 +185,7 @@ def test_ingestion_killed_midway_then_rerun_gives_the_same_tables(pipeline_env, 
     """The run process is SIGKILLed after the raw commit, and inside the warehouse write with
     part of the partition inserted; nothing of it is visible, and the re-run's tables equal
     an uninterrupted run's. (`flywheel bench reliability` counts the same scenarios.)"""
-    from pipeline.benchmarks.reliability import INGESTION_FAULTS, ingestion_fault_scenarios
+    from pipeline.harness.fault_scenarios import INGESTION_FAULTS, ingestion_fault_scenarios
 
     result = ingestion_fault_scenarios(pipeline_env["server"].endpoint, DAYS[0], tmp_path)
     assert [s["failpoint"] for s in result["scenarios"]] == list(INGESTION_FAULTS)
@@ -417,7 +417,7 @@ def test_mlflow_dying_during_training_fails_clearly_and_the_rerun_registers_once
     a re-run leaves exactly one registered version."""
     from assets.training import fine_tuned_model
     from pipeline.shell.audit import MODEL_NAME
-    from pipeline.benchmarks.reliability import throwaway_stack_settings
+    from pipeline.harness.throwaway_stack import throwaway_stack_settings
     from pipeline.orchestration.resources import MlflowResource
     from pipeline.shell.local_stack import running_pid, services, start_service, stop_service
 
