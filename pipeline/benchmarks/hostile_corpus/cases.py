@@ -16,7 +16,7 @@ from pipeline.benchmarks.hostile_corpus.records import (
 
 # --- hostile cases, per format -----------------------------------------------------------------
 # Each case: (name, build(rng, tid) -> _Piece). Expected reasons are what the format contract
-# (pipeline/core/formats/_common.REASONS and each format's docstring) says the record must get.
+# (pipeline/core/formats/guard.REASONS and each format's docstring) says the record must get.
 
 _Case = tuple[str, Callable[[Random, str], _Piece]]
 

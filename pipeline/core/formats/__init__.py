@@ -15,6 +15,10 @@ the file's lines itself.
 `export` writes landing-format bytes from trajectories (the simulator writes its landing
 files with it); `parse_file(export(...))` gives back equal trajectories apart from
 provenance and the per-format losses listed in each format module's docstring.
+
+The four adapters share their machinery, which is what makes them agree: `guard` (one
+outcome per record, the reasons), `json_lines` (lines and strict JSON), `checks` (typed
+checks of raw values) and `fields` (trajectory fields to plain values, dotted source paths).
 """
 
 from __future__ import annotations
@@ -26,16 +30,8 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from pipeline.core.formats import canonical, openai_chat, otel_genai, react_text
-from pipeline.core.formats._common import (
-    REASONS,
-    Parsed,
-    Quarantined,
-    Record,
-    Source,
-    is_blank,
-    iter_lines,
-    quarantine,
-)
+from pipeline.core.formats.guard import REASONS, Parsed, Quarantined, Record, Source, quarantine
+from pipeline.core.formats.json_lines import is_blank, iter_lines
 from pipeline.core.formats.openai_chat import OpenAIMapping
 from pipeline.core.record import Trajectory
 

@@ -13,25 +13,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from pipeline.core.formats._common import (
-    FIELD_KINDS,
+from pipeline.core.formats.checks import (
     MISSING,
-    OUTCOME_FIELDS,
-    At,
-    Record,
-    RecordError,
-    Source,
-    assemble,
     check,
     check_role,
     join,
-    jsonl,
     parse_arguments,
-    parse_jsonl,
     read_object,
     require_id,
     required,
 )
+from pipeline.core.formats.fields import FIELD_KINDS, OUTCOME_FIELDS, At, assemble
+from pipeline.core.formats.guard import Record, RecordError, Source
+from pipeline.core.formats.json_lines import jsonl, parse_jsonl
 from pipeline.core.record import SCHEMA_VERSION, Step, ToolCall, Trajectory
 
 FORMAT = "canonical"

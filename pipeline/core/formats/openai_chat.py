@@ -28,27 +28,19 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from pipeline.core.formats._common import (
-    FIELD_KINDS,
+from pipeline.core.formats.checks import (
     MISSING,
-    At,
-    Record,
-    RecordError,
-    Source,
-    assemble,
     check,
     check_role,
-    field_values,
-    get_path,
     join,
-    jsonl,
     leading_system_prompt,
     parse_arguments,
-    parse_jsonl,
     read_object,
     require_id,
-    set_path,
 )
+from pipeline.core.formats.fields import FIELD_KINDS, At, assemble, field_values, get_path, set_path
+from pipeline.core.formats.guard import Record, RecordError, Source
+from pipeline.core.formats.json_lines import jsonl, parse_jsonl
 from pipeline.core.record import Step, ToolCall, Trajectory
 
 FORMAT = "openai_chat"

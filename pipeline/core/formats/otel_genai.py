@@ -49,30 +49,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pipeline.core.formats._common import (
-    EXCERPT_CHARS,
-    MISSING,
-    At,
-    Quarantined,
-    Record,
-    RecordError,
-    Source,
-    assemble,
-    attempt,
-    check,
-    check_role,
-    decode_object,
-    field_values,
-    is_blank,
-    iter_lines,
-    join,
-    jsonl,
-    loads,
-    parse_arguments,
-    parse_record,
-    require_id,
-    required,
-)
+from pipeline.core.formats.checks import MISSING, check, check_role, join, parse_arguments, require_id, required
+from pipeline.core.formats.fields import At, assemble, field_values
+from pipeline.core.formats.guard import EXCERPT_CHARS, Quarantined, Record, RecordError, Source, attempt, parse_record
+from pipeline.core.formats.json_lines import decode_object, is_blank, iter_lines, jsonl, loads
 from pipeline.core.record import Step, ToolCall, Trajectory
 
 FORMAT = "otel_genai"

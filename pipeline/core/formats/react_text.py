@@ -48,25 +48,10 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from pipeline.core.formats._common import (
-    FIELD_KINDS,
-    MISSING,
-    At,
-    Record,
-    RecordError,
-    Source,
-    assemble,
-    check_size,
-    decode_utf8,
-    field_values,
-    is_blank,
-    iter_lines,
-    leading_system_prompt,
-    parse_arguments,
-    parse_record,
-    require_id,
-    strict_json,
-)
+from pipeline.core.formats.checks import MISSING, leading_system_prompt, parse_arguments, require_id
+from pipeline.core.formats.fields import FIELD_KINDS, At, assemble, field_values
+from pipeline.core.formats.guard import Record, RecordError, Source, parse_record
+from pipeline.core.formats.json_lines import check_size, decode_utf8, is_blank, iter_lines, strict_json
 from pipeline.core.record import Step, ToolCall, Trajectory
 
 FORMAT = "react_text"
