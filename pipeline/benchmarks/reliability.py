@@ -31,6 +31,7 @@ def scan_secrets(settings: Settings, log: Callable[[str], None]) -> dict[str, An
     )
 
     secrets = known_secrets(settings)
+    leaks, scanned, not_scanned = [], [], []
     sources: dict[str, Any] = {}
     derived = [settings.logs_dir, settings.gx_dir, settings.state_dir / "reports",
                settings.state_dir / "failures"]
@@ -45,7 +46,6 @@ def scan_secrets(settings: Settings, log: Callable[[str], None]) -> dict[str, An
     except Exception as error:  # noqa: BLE001 - report what could not be scanned
         log(f"dagster event log not scanned: {error}")
         not_scanned.append("dagster")
-    leaks, scanned, not_scanned = [], [], []
     for name, texts in sources.items():
         leaks += scan_for_secrets(texts, secrets)
         scanned.append(name)
