@@ -13,7 +13,6 @@ from dagster_dbt import (
 
 from pipeline.orchestration.resources import dbt_project
 
-
 # The four `redacted` source tables are all produced by one asset, redacted_trajectories.
 translator = DagsterDbtTranslator(
     settings=DagsterDbtTranslatorSettings(enable_duplicate_source_asset_keys=True)

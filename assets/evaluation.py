@@ -10,12 +10,12 @@ from pathlib import Path
 import dagster as dg
 
 from assets.training import fine_tuned_model
-from pipeline.shell.audit import MODEL_NAME
 from pipeline.orchestration.automation import TRANSIENT_RETRY
-from pipeline.shell.marts import read_parquet
-from pipeline.shell.release import read_release_file
 from pipeline.orchestration.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
+from pipeline.shell.audit import MODEL_NAME
+from pipeline.shell.marts import read_parquet
+from pipeline.shell.release import read_release_file
 
 
 class EvaluationConfig(dg.Config):
@@ -89,11 +89,11 @@ def evaluation_report(
 def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
               mlflow: MlflowResource) -> dg.MaterializeResult:
     from pipeline.evaluation.cases import load_case, task_specs
-    from pipeline.learning.engine_policy import EnginePolicy
     from pipeline.evaluation.promotion import decide_promotion, incumbent_for
     from pipeline.evaluation.report import combine, write_report
     from pipeline.evaluation.run import evaluate_model
     from pipeline.learning.base_model import resolve_base_model
+    from pipeline.learning.engine_policy import EnginePolicy
 
     settings = get_settings()
     client = mlflow.client()

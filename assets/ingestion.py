@@ -3,6 +3,11 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from pipeline.core.redaction import redact_tables
+from pipeline.orchestration.automation import TRANSIENT_RETRY
+from pipeline.orchestration.partitions import daily_partitions
+from pipeline.orchestration.resources import LakeFSResource
+from pipeline.settings import get_settings
 from pipeline.shell.failpoints import failpoint
 from pipeline.shell.ingest import (
     FileStats,
@@ -14,11 +19,6 @@ from pipeline.shell.ingest import (
     parse_files_columnar,
 )
 from pipeline.shell.lakefs_store import commit_partition_files, partition_prefix, verify_commit
-from pipeline.orchestration.automation import TRANSIENT_RETRY
-from pipeline.orchestration.partitions import daily_partitions
-from pipeline.core.redaction import redact_tables
-from pipeline.orchestration.resources import LakeFSResource
-from pipeline.settings import get_settings
 from pipeline.shell.warehouse import replace_partition
 
 

@@ -4,8 +4,8 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.ingestion import raw_agent_logs
-from pipeline.orchestration.partitions import daily_partitions
 from pipeline.core.redaction import redact_tables
+from pipeline.orchestration.partitions import daily_partitions
 from pipeline.settings import get_settings
 from pipeline.shell.warehouse import REDACTED_SCHEMA, read_partition, replace_partition
 

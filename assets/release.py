@@ -6,8 +6,11 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.validation import mart_key
-from pipeline.shell.datacard import build_card, card_json, card_markdown
+from pipeline.core.redaction.surrogates import IssuedSurrogates
 from pipeline.orchestration.automation import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
+from pipeline.orchestration.resources import LakeFSResource, dbt_project
+from pipeline.settings import get_settings
+from pipeline.shell.datacard import build_card, card_json, card_markdown
 from pipeline.shell.marts import (
     MART_KEYS,
     SPLIT_MEMBERSHIP,
@@ -18,12 +21,9 @@ from pipeline.shell.marts import (
     split_membership,
     validate_suite,
 )
-from pipeline.core.redaction.surrogates import IssuedSurrogates
 from pipeline.shell.release import ReleaseRejected, install_hooks, publish
-from pipeline.orchestration.resources import LakeFSResource, dbt_project
-from pipeline.settings import get_settings
-from pipeline.version import code_version
 from pipeline.shell.warehouse import issued_surrogates
+from pipeline.version import code_version
 
 
 def _provenance(con) -> tuple[list[str], list[str]]:

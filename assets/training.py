@@ -8,13 +8,13 @@ import dagster as dg
 import pandas as pd
 
 from assets.release import dataset_release
-from pipeline.shell.audit import MODEL_NAME, TAG_RELEASE
-from pipeline.shell.failpoints import failpoint
 from pipeline.orchestration.automation import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
-from pipeline.shell.marts import read_parquet
-from pipeline.shell.release import read_release_file
 from pipeline.orchestration.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
+from pipeline.shell.audit import MODEL_NAME, TAG_RELEASE
+from pipeline.shell.failpoints import failpoint
+from pipeline.shell.marts import read_parquet
+from pipeline.shell.release import read_release_file
 from pipeline.version import code_version
 
 
@@ -98,9 +98,9 @@ def fine_tuned_model(
 
 def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
                mlflow: MlflowResource) -> dg.MaterializeResult:
-    from pipeline.shell.mlflow_lakefs import LakeFSDatasetSource
     from pipeline.learning.base_model import resolve_base_model
     from pipeline.learning.train import TrainConfig, train_dpo, train_sft
+    from pipeline.shell.mlflow_lakefs import LakeFSDatasetSource
 
     settings = get_settings()
     release = latest_release(context)

@@ -8,6 +8,8 @@ links the Data Docs site under the state directory.
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from pipeline.core.redaction.surrogates import IssuedSurrogates
+from pipeline.settings import get_settings
 from pipeline.shell.marts import (
     MART_KEYS,
     SPLIT_MEMBERSHIP,
@@ -16,8 +18,6 @@ from pipeline.shell.marts import (
     split_membership,
     validate_suite,
 )
-from pipeline.core.redaction.surrogates import IssuedSurrogates
-from pipeline.settings import get_settings
 from pipeline.shell.warehouse import issued_surrogates
 
 

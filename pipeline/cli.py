@@ -10,10 +10,11 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import date
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -162,8 +163,8 @@ def forget(user_id: str, reason: str | None) -> None:
     (R14_consent_revoked). Lists the releases and models that contained them."""
     import duckdb
 
-    from pipeline.shell.audit import find_in_releases, models_trained_on
     from pipeline.orchestration.resources import LakeFSResource
+    from pipeline.shell.audit import find_in_releases, models_trained_on
     from pipeline.shell.warehouse import record_consent_revocation
 
     settings = get_settings()
@@ -206,8 +207,8 @@ def trace(model: str, trajectory_id: str | None, as_json: bool) -> None:
     commit, tag, data card) → raw-log commits and files → Dagster runs → code version."""
     import json
 
-    from pipeline.shell.audit import find_in_releases, format_trace, models_trained_on, trace_model
     from pipeline.orchestration.resources import LakeFSResource
+    from pipeline.shell.audit import find_in_releases, format_trace, models_trained_on, trace_model
 
     settings = get_settings()
     lakefs = LakeFSResource(endpoint=settings.lakefs_endpoint)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -27,8 +27,8 @@ from pipeline.shell.local_stack import (  # noqa: E402
     ensure_lakefs_binary,
     free_port,
     lakefs_env,
-    wait_until_healthy,
     stop_process_group,
+    wait_until_healthy,
 )
 
 

@@ -21,9 +21,10 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 PLACEHOLDER = re.compile(r"<[A-Z_]+_\d+>")
 
@@ -74,8 +75,8 @@ def _cases_and_tasks(warehouse: Path, n_cases: int, n_tasks: int) -> tuple[list,
 
 def _evaluate(name: str, model_dir: Path, cases: list, tasks: dict, k: int, cache: Path,
               max_turns: int) -> dict[str, Any]:
-    from pipeline.learning.engine_policy import EnginePolicy
     from pipeline.evaluation.run import evaluate_model
+    from pipeline.learning.engine_policy import EnginePolicy
     from pipeline.learning.generate import CachedEngine, generation_engine
 
     engine = CachedEngine(lambda: generation_engine(model_dir), cache / f"{name}.jsonl")
@@ -110,8 +111,8 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
                log: Callable[[str], None] = print) -> dict[str, Any]:
     from pipeline.evaluation.promotion import compare
     from pipeline.learning.base_model import resolve_base_model
-    from pipeline.shell.marts import load_sft_examples
     from pipeline.learning.train import TrainConfig, fit_sft, save_merged, train_dpo
+    from pipeline.shell.marts import load_sft_examples
 
     base_dir = Path(resolve_base_model(base_model, cache_dir))
     out_dir.mkdir(parents=True, exist_ok=True)

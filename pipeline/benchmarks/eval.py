@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 
 def run_eval_bench(model_dir: Path, warehouse: Path, n_cases: int = 60, max_new_tokens: int = 64,
                    batch_size: int = 16, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from pipeline.shell.marts import load_eval_cases
     from pipeline.learning.generate import BatchedEngine, TransformersEngine
+    from pipeline.shell.marts import load_eval_cases
 
     cases = sorted(load_eval_cases(warehouse), key=lambda c: hashlib.sha256(c["case_id"].encode()).hexdigest())
     cases = cases[:n_cases] if n_cases else cases

@@ -23,9 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.benchmarks.hostile_corpus import (
-    INGESTED, MB, QUARANTINED, HostileManifest, generate_hostile_corpus,
+    INGESTED,
+    MB,
+    QUARANTINED,
+    HostileManifest,
+    generate_hostile_corpus,
 )
-from pipeline.benchmarks.samplers import RssSampler, peak_hwm, rss, reset_peak
+from pipeline.benchmarks.samplers import RssSampler, peak_hwm, reset_peak, rss
+
 
 def measure_ingestion(landing_dir: Path) -> dict[str, Any]:
     """Ingest every file of `landing_dir` in this process and measure it: RSS before, peak RSS

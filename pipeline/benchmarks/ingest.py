@@ -23,12 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from pipeline.shell.failpoints import without_failpoints
 from pipeline.benchmarks.samplers import RssSampler, peak_hwm
 from pipeline.settings import PROJECT_ROOT, Settings
+from pipeline.shell.failpoints import without_failpoints
 
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
 RAW_REPO = "bench-raw"

@@ -17,11 +17,12 @@ import json
 import tempfile
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-from pipeline.core.redaction.detectors import ENTITY_TYPES, STRUCTURED_TYPES
 from pipeline.benchmarks.redact_scoring import EvalMessage, Evaluation, RedactorOutput, evaluate
+from pipeline.core.redaction.detectors import ENTITY_TYPES, STRUCTURED_TYPES
 from pipeline.core.redaction.redact import TrajectoryRedactor
 
 TARGET_RECALL = 0.99

@@ -19,8 +19,8 @@ what a redactor produced (redacted text + detected spans in the original text's 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Mapping, Sequence
 
 from pipeline.core.redaction.detectors import SECRET_TYPES, STRUCTURED_TYPES
 

@@ -26,7 +26,11 @@ from pipeline.settings import Settings
 
 def scan_secrets(settings: Settings, log: Callable[[str], None]) -> dict[str, Any]:
     from pipeline.harness.secret_scan import (
-        known_secrets, scan_for_secrets, texts_from_dagster, texts_from_lakefs, texts_from_mlflow,
+        known_secrets,
+        scan_for_secrets,
+        texts_from_dagster,
+        texts_from_lakefs,
+        texts_from_mlflow,
         texts_from_tree,
     )
 

@@ -22,10 +22,11 @@ import multiprocessing
 import os
 import tempfile
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from pipeline.core.training.packing import SFTExample, as_sft_example
 from pipeline.shell.marts import load_sft_examples
@@ -44,10 +45,18 @@ def _padding_arm(examples: list[SFTExample], model_ref: Path | str, config: Any)
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, set_seed
 
-    from pipeline.learning.tokenizer import load_tokenizer
     from pipeline.core.training.packing import tokenize_examples
-    from pipeline.learning.train import (PeakMemory, _metrics_callback, _Progress, _quiet, _training_arguments,
-                                         load_model, resolve_precision, steady_tokens_per_second)
+    from pipeline.learning.tokenizer import load_tokenizer
+    from pipeline.learning.train import (
+        PeakMemory,
+        _metrics_callback,
+        _Progress,
+        _quiet,
+        _training_arguments,
+        load_model,
+        resolve_precision,
+        steady_tokens_per_second,
+    )
 
     device, bf16 = resolve_precision(config.precision)
     tokenizer = load_tokenizer(model_ref)

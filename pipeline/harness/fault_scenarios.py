@@ -71,8 +71,8 @@ def release_fault_scenarios(stack: Settings, client: Any, log: Callable[[str], N
     """
     import lakefs
 
-    from pipeline.shell.release import content_digest, install_hooks, publish
     from pipeline.shell.local_stack import running_pid, services, start_service
+    from pipeline.shell.release import content_digest, install_hooks, publish
 
     lakefs_service = next(s for s in services(stack) if s.name == "lakefs")
     new_digest = content_digest(NEW_RELEASE)

@@ -30,19 +30,25 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 import torch
 
-from pipeline.learning.base_model import ModelRef
 from pipeline.core.training.chat_template import CHAT_TEMPLATE, END_OF_TURN
-from pipeline.core.training.packing import (IGNORE, SFTExample, normalise_weights, pack_examples, single_rows,
-                                           tokenize_examples)
+from pipeline.core.training.packing import (
+    IGNORE,
+    SFTExample,
+    normalise_weights,
+    pack_examples,
+    single_rows,
+    tokenize_examples,
+)
+from pipeline.learning.base_model import ModelRef
 from pipeline.learning.collator import COUNTER_KEYS, PackedCollator
 from pipeline.learning.tokenizer import load_tokenizer
-
 
 OnLog = Callable[[int, dict[str, float]], None]
 OnCheckpoint = Callable[[int, Any], None]  # (optimizer step, model) at the steps asked for
@@ -174,7 +180,7 @@ class PeakMemory:
             self.peak_rss = max(self.peak_rss, self._process.memory_info().rss)
             self._stop.wait(self._interval)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         self.peak_rss = self._process.memory_info().rss

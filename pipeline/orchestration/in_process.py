@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from pipeline.settings import get_settings
 from pipeline.shell.local_stack import prepare_dagster_home
@@ -83,8 +83,8 @@ def _echo_trace(settings, echo: Callable[[str], None]) -> None:
     """The audit trail of the model now serving (the champion, else the newest challenger)."""
     from mlflow import MlflowClient
 
-    from pipeline.shell.audit import MODEL_NAME, format_trace, trace_model
     from pipeline.orchestration.resources import LakeFSResource
+    from pipeline.shell.audit import MODEL_NAME, format_trace, trace_model
 
     aliases = MlflowClient(settings.mlflow_tracking_uri).get_registered_model(MODEL_NAME).aliases
     model = f"{MODEL_NAME}@{'champion' if 'champion' in aliases else 'challenger'}"

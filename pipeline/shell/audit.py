@@ -9,8 +9,9 @@ Everything is read by immutable id (release tags resolve to commits; models to v
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 

@@ -14,9 +14,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 MAIN = "main"
 # Object reads and writes in flight at once. One at a time, each request waits on its own

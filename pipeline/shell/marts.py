@@ -8,8 +8,9 @@ Parquet bytes it is about to publish, so what passed is what ships.
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa

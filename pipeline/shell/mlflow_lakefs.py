@@ -45,14 +45,14 @@ class LakeFSDatasetSource(DatasetSource):
         return isinstance(raw_source, str) and raw_source.startswith("lakefs://")
 
     @classmethod
-    def _resolve(cls, raw_source: Any) -> "LakeFSDatasetSource":
+    def _resolve(cls, raw_source: Any) -> LakeFSDatasetSource:
         return cls(raw_source)
 
     def to_dict(self) -> dict[str, Any]:
         return {"uri": self._uri}
 
     @classmethod
-    def from_dict(cls, source_dict: dict[Any, Any]) -> "LakeFSDatasetSource":
+    def from_dict(cls, source_dict: dict[Any, Any]) -> LakeFSDatasetSource:
         return cls(source_dict["uri"])
 
 

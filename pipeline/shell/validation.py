@@ -140,8 +140,8 @@ def validate_dataframe(
         gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions,
                       result_format="COMPLETE")
     )
-    from pipeline.shell.gx_expectations import issued_surrogates
     from pipeline.core.redaction.surrogates import IssuedSurrogates
+    from pipeline.shell.gx_expectations import issued_surrogates
 
     with issued_surrogates(issued if issued is not None else IssuedSurrogates(())):
         run = checkpoint.run(batch_parameters={"dataframe": frame})

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pyarrow as pa
 
@@ -67,7 +68,7 @@ _ARROW_TYPES = {"VARCHAR": pa.string(), "JSON": pa.string(), "INTEGER": pa.int64
                 "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def arrow_schema(table: str, schema: str = RAW_SCHEMA) -> pa.Schema:
     """The Arrow schema of one canonical table, read off its column definitions above (once:
     every parsed file asks for each table's)."""

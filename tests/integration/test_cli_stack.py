@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from pipeline.shell.local_stack import free_port
 
 FLYWHEEL = str(Path(sys.executable).with_name("flywheel"))

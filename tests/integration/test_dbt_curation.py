@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from pipeline.shell.ingest import SourceFile, ingest_files, record_key
-from pipeline.simulator import simulate
 from pipeline.shell.warehouse import replace_partition
+from pipeline.simulator import simulate
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"

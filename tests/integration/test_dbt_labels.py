@@ -26,9 +26,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from test_dbt_curation import DBT_PROJECT_DIR, VARS, _dbt  # same dbt invocation and vars
 
 from pipeline.shell.warehouse import replace_partition
-from test_dbt_curation import DBT_PROJECT_DIR, VARS, _dbt  # same dbt invocation and vars
 
 PARTITION = "2026-11-20"
 TASK_TYPE = "lookup"  # one task type: balancing (R12) then keeps every train record

@@ -5,8 +5,8 @@ import hashlib
 import json
 import os
 import shutil
-from pathlib import Path
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -19,9 +19,9 @@ from assets.ingestion import raw_agent_logs
 from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
 from assets.validation import gx_checks
-from pipeline.shell.marts import MART_KEYS, load_mart, parquet_bytes
 from pipeline.orchestration.resources import LakeFSResource, dbt_project, venv_tool
 from pipeline.settings import get_settings
+from pipeline.shell.marts import MART_KEYS, load_mart, parquet_bytes
 from pipeline.simulator import simulate
 
 START = date(2026, 11, 16)
@@ -281,8 +281,8 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
 
     from assets.evaluation import evaluation_report
     from assets.training import fine_tuned_model
-    from pipeline.shell.audit import MODEL_NAME, trace_model
     from pipeline.orchestration.resources import MlflowResource
+    from pipeline.shell.audit import MODEL_NAME, trace_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -347,7 +347,11 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
     # asset metadata, check results), the MLflow store (params, tags, artifacts, the report),
     # and the released data and data cards on the datasets repository's main.
     from pipeline.harness.secret_scan import (
-        known_secrets, scan_for_secrets, texts_from_dagster, texts_from_lakefs, texts_from_mlflow,
+        known_secrets,
+        scan_for_secrets,
+        texts_from_dagster,
+        texts_from_lakefs,
+        texts_from_mlflow,
         texts_from_tree,
     )
 
@@ -416,9 +420,9 @@ def test_mlflow_dying_during_training_fails_clearly_and_the_rerun_registers_once
     version was registered; the run fails with one clear message, and once the server is back
     a re-run leaves exactly one registered version."""
     from assets.training import fine_tuned_model
-    from pipeline.shell.audit import MODEL_NAME
     from pipeline.harness.throwaway_stack import throwaway_stack_settings
     from pipeline.orchestration.resources import MlflowResource
+    from pipeline.shell.audit import MODEL_NAME
     from pipeline.shell.local_stack import running_pid, services, start_service, stop_service
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -1,6 +1,6 @@
 """The sensor's change detection and the schedule's partition choice, without a daemon."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -48,7 +48,7 @@ def test_nightly_schedule_runs_the_day_that_ended():
     schedule = defs.get_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == "0 2 * * *"
     context = dg.build_schedule_context(
-        scheduled_execution_time=datetime(2026, 11, 22, 2, 0, tzinfo=timezone.utc),
+        scheduled_execution_time=datetime(2026, 11, 22, 2, 0, tzinfo=UTC),
         repository_def=defs.get_repository_def(),
     )
     [request] = schedule.evaluate_tick(context).run_requests

@@ -11,7 +11,15 @@ from random import Random
 import pytest
 
 from pipeline.evaluation.metrics import (
-    FINAL, UNKNOWN_TOOL, UNPARSEABLE, answer_exact, answer_f1, answer_tokens, confusion, score_case, summarize,
+    FINAL,
+    UNKNOWN_TOOL,
+    UNPARSEABLE,
+    answer_exact,
+    answer_f1,
+    answer_tokens,
+    confusion,
+    score_case,
+    summarize,
 )
 from pipeline.evaluation.policy import ModelPolicy, ScriptedPolicy, assistant_message, scripted_factory
 from pipeline.evaluation.promotion import decide_promotion, incumbent_for

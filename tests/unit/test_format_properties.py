@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_formats import URI, full_trajectory, minimal_trajectory, parse
 
 from pipeline.core.formats import (
     FORMATS,
@@ -33,7 +34,6 @@ from pipeline.core.formats import (
     quarantine_unknown_format,
 )
 from pipeline.core.formats.guard import DETAIL_CHARS, EXCERPT_CHARS
-from test_formats import URI, full_trajectory, minimal_trajectory, parse
 
 
 def _settings(max_examples: int) -> settings:

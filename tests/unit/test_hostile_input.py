@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.core.formats import REASONS, detect_format, parse_file
 from pipeline.benchmarks.hostile_corpus import (
     DEEP_DEPTHS,
     INGESTED,
@@ -22,6 +21,7 @@ from pipeline.benchmarks.hostile_corpus import (
     generate_hostile_corpus,
 )
 from pipeline.benchmarks.hostile_ingestion import compare_outcomes, run_hostile_ingestion
+from pipeline.core.formats import REASONS, detect_format, parse_file
 from pipeline.shell.ingest import IngestResult, SourceFile, ingest_files, record_key
 
 SEED = 13

@@ -8,8 +8,8 @@ import duckdb
 import pytest
 
 from pipeline.shell.ingest import SourceFile, file_workers, ingest_files, merge_columnar, parse_files_columnar
-from pipeline.simulator import simulate
 from pipeline.shell.warehouse import partition_digests, replace_partition, to_arrow
+from pipeline.simulator import simulate
 
 
 @pytest.fixture(scope="module")
@@ -115,10 +115,10 @@ def test_workers_exit_when_the_step_that_owns_them_is_killed() -> None:
 def test_a_record_whose_id_cannot_be_stored_is_quarantined_and_the_file_still_stored() -> None:
     """A lone surrogate (valid JSON escape, not UTF-8) in the trajectory id: the record is
     quarantined with an excerpt that can itself be stored, and the rest of the file is kept."""
+    from test_formats import full_trajectory
+
     from pipeline.core.formats import export
     from pipeline.shell.ingest import IngestRules, ingest_file_columnar
-
-    from test_formats import full_trajectory
 
     good = export("canonical", [full_trajectory("t-ok")])
     bad = good.replace(b'"t-ok"', b'"t-\\ud800"')

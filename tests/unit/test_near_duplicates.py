@@ -1,7 +1,11 @@
 """Near-duplicate clustering (the method int_near_duplicates runs) and its benchmark (corpus, baseline, truth)."""
 
 from pipeline.benchmarks.dedup import (
-    datasketch_as_documented, pairs_from_clusters, planted_corpus, run_dedup_bench, similar_pairs,
+    datasketch_as_documented,
+    pairs_from_clusters,
+    planted_corpus,
+    run_dedup_bench,
+    similar_pairs,
 )
 from pipeline.core.curation.near_duplicates import Document, near_duplicate_clusters, shingles
 

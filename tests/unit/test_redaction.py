@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from pipeline.benchmarks.redact_scoring import EvalMessage, RedactorOutput, evaluate
 from pipeline.core.redaction import (
     PlaceholderMap,
     Span,
@@ -18,7 +19,6 @@ from pipeline.core.redaction import (
     redact_text,
 )
 from pipeline.core.redaction.detectors import iban_valid, luhn_valid
-from pipeline.benchmarks.redact_scoring import EvalMessage, RedactorOutput, evaluate
 from pipeline.core.redaction.keys import key_entity_type
 
 

@@ -21,12 +21,19 @@ for _module in ("torch", "transformers", "peft", "gguf"):
 
 import torch  # noqa: E402
 
-from pipeline.learning import base_model  # noqa: E402
 from pipeline.core.training.chat_template import CHAT_TEMPLATE, parse_assistant_output  # noqa: E402
+from pipeline.core.training.packing import (  # noqa: E402
+    IGNORE,
+    SFTExample,
+    normalise_weights,
+    pack_examples,
+    packing_report,
+    tokenize_example,
+    tokenize_examples,
+)
+from pipeline.learning import base_model  # noqa: E402
 from pipeline.learning.collator import PackedCollator  # noqa: E402
 from pipeline.learning.tokenizer import load_tokenizer  # noqa: E402
-from pipeline.core.training.packing import (IGNORE, SFTExample, normalise_weights,  # noqa: E402
-                                    pack_examples, packing_report, tokenize_example, tokenize_examples)
 
 try:
     base_model.embedded_gguf()

@@ -24,7 +24,14 @@ regression tests in tests/unit/test_hostile_input.py.
 
 from pipeline.benchmarks.hostile_corpus.corpus import generate_hostile_corpus
 from pipeline.benchmarks.hostile_corpus.manifest import (
-    DEEP_DEPTHS, INGESTED, INJECTIONS, MB, QUARANTINED, ExpectedRecord, HostileFile, HostileManifest,
+    DEEP_DEPTHS,
+    INGESTED,
+    INJECTIONS,
+    MB,
+    QUARANTINED,
+    ExpectedRecord,
+    HostileFile,
+    HostileManifest,
 )
 
 __all__ = [

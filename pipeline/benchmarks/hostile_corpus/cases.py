@@ -8,10 +8,29 @@ from collections.abc import Callable
 from random import Random
 from typing import Any
 
-from pipeline.benchmarks.hostile_corpus.manifest import _DEEP_REASONS, DEEP_DEPTHS, INGESTED, MODERATE_DEPTH, QUARANTINED
+from pipeline.benchmarks.hostile_corpus.manifest import (
+    _DEEP_REASONS,
+    DEEP_DEPTHS,
+    INGESTED,
+    MODERATE_DEPTH,
+    QUARANTINED,
+)
 from pipeline.benchmarks.hostile_corpus.records import (
-    _BAD, _bad, _canonical, _deepen, _line, _nest, _nest_value, _ok, _openai, _otel, _Piece, _react,
-    _truncate, _with_invalid_utf8, _wrapped,
+    _BAD,
+    _bad,
+    _canonical,
+    _deepen,
+    _line,
+    _nest,
+    _nest_value,
+    _ok,
+    _openai,
+    _otel,
+    _Piece,
+    _react,
+    _truncate,
+    _with_invalid_utf8,
+    _wrapped,
 )
 
 # --- hostile cases, per format -----------------------------------------------------------------

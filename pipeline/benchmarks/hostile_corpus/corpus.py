@@ -9,10 +9,23 @@ from pathlib import Path
 from random import Random
 
 from pipeline.benchmarks.hostile_corpus.cases import (
-    _canonical_cases, _Case, _injection_piece, _openai_cases, _otel_cases, _react_cases, _valid_piece,
+    _canonical_cases,
+    _Case,
+    _injection_piece,
+    _openai_cases,
+    _otel_cases,
+    _react_cases,
+    _valid_piece,
 )
 from pipeline.benchmarks.hostile_corpus.manifest import (
-    BIG_LINE_BYTES, HUGE_BAD_BYTES, HUGE_OK_BYTES, INJECTIONS, MB, QUARANTINED, ExpectedRecord, HostileFile,
+    BIG_LINE_BYTES,
+    HUGE_BAD_BYTES,
+    HUGE_OK_BYTES,
+    INJECTIONS,
+    MB,
+    QUARANTINED,
+    ExpectedRecord,
+    HostileFile,
     HostileManifest,
 )
 from pipeline.benchmarks.hostile_corpus.records import _bad, _canonical, _line, _ok, _otel, _Piece, _react, _truncate

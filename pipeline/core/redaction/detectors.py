@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 ENTITY_TYPES: tuple[str, ...] = (
     "EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "NATIONAL_ID", "IP_ADDRESS", "STREET_ADDRESS",

@@ -24,8 +24,9 @@ import json
 import re
 from bisect import bisect_right
 from collections import Counter, defaultdict
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 from pipeline.core.redaction.detectors import Span, detect, resolve
 from pipeline.core.redaction.keys import AMBIGUOUS, key_entity_type, static_key_type

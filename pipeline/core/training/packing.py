@@ -41,8 +41,9 @@ from __future__ import annotations
 import bisect
 import json
 import random
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from pipeline.core.training.chat_template import CHAT_TEMPLATE
 
