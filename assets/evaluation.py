@@ -198,7 +198,8 @@ def _headline(results: dict, primary_metric: str) -> dict:
         for metric in (primary_metric, "pass_hat_k"):
             rate = result["intervals"]["overall"].get(metric)
             if rate and rate["rate"] is not None:
-                out[f"{name}.{metric}"] = f"{rate['k']}/{rate['n']} = {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}]"
+                out[f"{name}.{metric}"] = (f"{rate['k']}/{rate['n']} = {rate['rate']:.3f} "
+                                           f"[{rate['low']:.3f}, {rate['high']:.3f}]")
     return out
 
 

@@ -367,7 +367,8 @@ def _model_dir(model: str) -> Path:
         try:
             return download_model_dir(f"models:/{MODEL_NAME}@{model}", Path(tempfile.mkdtemp(prefix="flywheel-bench-")))
         except Exception as error:  # noqa: BLE001 - one line: no stack, no such alias
-            raise StackError(f"cannot fetch {MODEL_NAME}@{model} from {settings.mlflow_tracking_uri}: {error}") from error
+            raise StackError(
+                f"cannot fetch {MODEL_NAME}@{model} from {settings.mlflow_tracking_uri}: {error}") from error
     if not Path(model).is_dir():
         raise StackError(f"--model {model}: not base, champion, challenger or a model directory")
     return Path(model)

@@ -138,7 +138,7 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
         started = time.perf_counter()
         paused = 0.0
 
-        def keep(step: int, model: Any, arm=arm, tokenizer_dir=base_dir) -> None:
+        def keep(step: int, model: Any, arm=arm, tokenizer_dir=base_dir, kept=kept, started=started) -> None:
             nonlocal paused
             pause = time.perf_counter()
             from pipeline.learning.tokenizer import load_tokenizer

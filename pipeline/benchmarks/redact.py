@@ -29,7 +29,8 @@ TARGET_RECALL = 0.99
 TARGET_SPEEDUP = 20.0
 
 
-def load_corpus(out_dir: Path, raw_commit: str = "bench") -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+def load_corpus(out_dir: Path, raw_commit: str = "bench"
+                ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
     """Ingest every landing day under out_dir; returns (raw tables, ground-truth PII rows)."""
     from pipeline.shell.ingest import SourceFile, ingest_files
 
@@ -206,7 +207,8 @@ def format_benchmark(result: Mapping[str, Any]) -> str:
         f"Redaction benchmark: {c['records']} records, {c['messages']} messages ({c['chars']:,} chars), "
         f"{c['planted_values']} planted values (seed {c['seed']}, {c['days']}d x {c['per_day']})",
         "",
-        f"{'':12} {'seconds':>9} {'messages/s':>12} {'recall':>8} {'struct.':>8} {'precision':>10} {'secrets left':>13}",
+        f"{'':12} {'seconds':>9} {'messages/s':>12} {'recall':>8} {'struct.':>8} {'precision':>10} "
+        f"{'secrets left':>13}",
     ]
     for name, side in (("ours", ours), ("presidio", presidio)):
         lines.append(

@@ -33,8 +33,9 @@ from pipeline.core.redaction.surrogates import IssuedSurrogates
 # The surrogates redaction wrote, for the suites being run (`issued_surrogates`): GX metric
 # providers take no runtime arguments, and the set (thousands of values) does not belong in
 # the suite files or in Data Docs.
+NONE_ISSUED = IssuedSurrogates(())  # immutable: safe to share as the default
 _ISSUED: contextvars.ContextVar[IssuedSurrogates] = contextvars.ContextVar(
-    "flywheel_issued_surrogates", default=IssuedSurrogates(()))
+    "flywheel_issued_surrogates", default=NONE_ISSUED)
 
 
 @contextlib.contextmanager

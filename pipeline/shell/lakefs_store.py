@@ -148,8 +148,9 @@ def verify_commit(repo: Any, raw: RawCommit, files: Mapping[str, bytes]) -> None
     problems += [f"{path}: its bytes in the commit differ from the uploaded ones"
                  for path, data in read_objects(repo, raw.commit_id, unverified) if data != expected[path]]
     if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise CommitMismatch(f"commit {raw.commit_id} of {raw.repo} does not hold the uploaded files: "
-                             + "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""))
+                             + "; ".join(problems[:5]) + more)
 
 
 _MD5_HEX = re.compile(r"[0-9a-f]{32}")

@@ -26,7 +26,7 @@ def _flywheel(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 def _one_error_line(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     return lines[0]
 

@@ -364,7 +364,8 @@ def test_a_utf8_byte_order_mark_belongs_to_the_file_not_to_record_one(
     assert detect_format("no_suffix", with_bom[:4096]) == fmt
     records = list(parse(with_bom, fmt, mapping=mapping))
     assert quarantined(records) == []
-    assert [t.provenance.line for t in parsed(records)] == [t.provenance.line for t in parsed(parse(data, fmt, mapping=mapping))]
+    without_bom = parsed(parse(data, fmt, mapping=mapping))
+    assert [t.provenance.line for t in parsed(records)] == [t.provenance.line for t in without_bom]
     assert [without_provenance(t) for t in parsed(records)] == [
         without_provenance(t) for t in parsed(parse(data, fmt, mapping=mapping))]
 

@@ -71,7 +71,8 @@ POSITIVES = [
     ("API_KEY", "our integration fails with API key sk-abcdefghijklmnopqrstuvwxyz0123456789ABCD, was it revoked?",
      "sk-abcdefghijklmnopqrstuvwxyz0123456789ABCD"),
     ("API_KEY", "aws key AKIAIOSFODNN7EXAMPLE leaked", "AKIAIOSFODNN7EXAMPLE"),
-    ("API_KEY", "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 in the repo", "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"),
+    ("API_KEY", "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 in the repo",
+     "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"),
     ("API_KEY", "slack xoxb-123456789012-abcdefABCDEF works", "xoxb-123456789012-abcdefABCDEF"),
     ("API_KEY", "config api_key=9f8e7d6c5b4a39281706 set", "9f8e7d6c5b4a39281706"),
     ("TOKEN", "my app sends 'Authorization: Bearer abc123def456ghi789' and gets 401",
@@ -199,7 +200,8 @@ def test_json_tool_result_is_walked_and_only_changed_leaves_are_rewritten():
     result = (
         '{"customer_id": "C-22404", "name": "Amara Rossi", "email": "amara@proton.me",\n'
         ' "items": [{"sku": "SKU-1003", "name": "Insulated travel mug", "qty": 2}],\n'
-        ' "note": "Customer says: call me at +1 415-555-0123", "nested": {"address": {"street": "1 Main St", "zip": "78701"}}}'
+        ' "note": "Customer says: call me at +1 415-555-0123",'
+        ' "nested": {"address": {"street": "1 Main St", "zip": "78701"}}}'
     )
     out = redact_json(result)
     assert out.mode == "json"

@@ -101,9 +101,8 @@ def tokenizer(tiny_dir):
 def expected_generation(message: dict) -> str:
     """What the assistant produces for a message, in the project template."""
     parts = [message["content"]] if message.get("content") else []
-    parts += ['<tool_call>{"name": %s, "arguments": %s}</tool_call>'
-              % (json.dumps(c["function"]["name"], ensure_ascii=False),
-                 json.dumps(c["function"]["arguments"], ensure_ascii=False))
+    parts += [f'<tool_call>{{"name": {json.dumps(c["function"]["name"], ensure_ascii=False)}, '
+              f'"arguments": {json.dumps(c["function"]["arguments"], ensure_ascii=False)}}}</tool_call>'
               for c in message.get("tool_calls") or []]
     return "\n".join(parts) + "<|im_end|>"
 

@@ -109,7 +109,8 @@ def _detect_email(text: str) -> Iterable[Candidate]:
 
 
 _PHONE_INTL = re.compile(
-    r"(?<![\w+])(?:\+|(?<![./-])00(?=[1-9]))\d{1,3}(?:[ .-]?\(\d{1,4}\))?[ .-]?\d{1,5}(?:[ .-]?\d{2,5}){1,5}(?![\w-]|[.,]\d)"
+    r"(?<![\w+])(?:\+|(?<![./-])00(?=[1-9]))\d{1,3}(?:[ .-]?\(\d{1,4}\))?[ .-]?\d{1,5}"
+    r"(?:[ .-]?\d{2,5}){1,5}(?![\w-]|[.,]\d)"
 )
 _PHONE_US = re.compile(
     r"(?<![\w+.-])(?:1[ .-])?(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}(?![\w-]|[.,]\d)"
@@ -171,7 +172,8 @@ def _detect_iban(text: str) -> Iterable[Candidate]:
 
 
 _SSN = re.compile(r"(?<![\w-])(?!000)\d{3}(?P<s>[- ])(?!00)\d{2}(?P=s)(?!0000)\d{4}(?![\w-])")
-_SSN_CONTEXT = re.compile(r"(?i:\b(?:ssn|social security(?: number| no\.?)?|itin))\W{0,3}(?:(?i:number|no\.?|#)\W{0,2})?(\d{9})\b")
+_SSN_CONTEXT = re.compile(r"(?i:\b(?:ssn|social security(?: number| no\.?)?|itin))\W{0,3}"
+                          r"(?:(?i:number|no\.?|#)\W{0,2})?(\d{9})\b")
 _NINO = re.compile(
     r"(?<![A-Za-z0-9])(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
     r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])"

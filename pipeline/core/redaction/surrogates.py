@@ -262,7 +262,8 @@ class SurrogateMap:
                 self._name_parts.setdefault(old.casefold(), new)
 
     _STREET_KIND = re.compile(rf"\b{_STREET_SUFFIX}\b\.?.*$")
-    _FUSED_KIND = re.compile(r"(?i)(straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|vej|gatan|gata)$")
+    _FUSED_KIND = re.compile(
+        r"(?i)(straße|strasse|str\.|weg|gasse|platz|allee|ring|damm|laan|straat|gracht|vej|gatan|gata)$")
 
     def _street_address(self, value: str, rng: Random) -> str:
         """Numbers of the same shape, the street's name words replaced and its kind (Street,
