@@ -98,7 +98,12 @@ def build_operations(all_assets: dg.AssetSelection, ingest: dg.AssetSelection,
             return dg.SkipReason("no new or changed landing files")
         return [dg.RunRequest(run_key=f"{day}-{current[day]}", partition_key=day) for day in days]
 
-    @dg.run_failure_sensor(name="failure_summary", monitor_all_code_locations=False)
+    @dg.run_failure_sensor(
+        name="failure_summary",
+        monitor_all_code_locations=False,
+        description="Write one summary per failed run (each failed step and its root cause) to "
+        "the state directory's failures/ folder.",
+    )
     def failure_summary(context: dg.RunFailureSensorContext):
         path = write_failure_summary(context)
         context.log.info(f"failure summary written to {path}")
