@@ -292,15 +292,13 @@ def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
     corpus, at N and 4N: precision, recall, documents/s, growth. Parameters: dbt_project.yml."""
     import json
 
-    import yaml
-
     from pipeline.benchmarks.dedup import format_dedup_bench, run_dedup_bench
-    from pipeline.settings import DBT_PROJECT_DIR
+    from pipeline.shell.dbt_vars import dbt_vars
 
-    dbt_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
-    result = run_dedup_bench(n_docs, seed, threshold=float(dbt_vars["near_dup_threshold"]),
-                             num_perm=int(dbt_vars["near_dup_num_perm"]),
-                             width=int(dbt_vars["near_dup_shingle_words"]), log=lambda m: click.echo(m, err=True))
+    knobs = dbt_vars()
+    result = run_dedup_bench(n_docs, seed, threshold=float(knobs["near_dup_threshold"]),
+                             num_perm=int(knobs["near_dup_num_perm"]),
+                             width=int(knobs["near_dup_shingle_words"]), log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(result, indent=2) if as_json else format_dedup_bench(result))
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.shell.dbt_vars import dbt_vars
+
 if TYPE_CHECKING:
     from pipeline.core.redaction.surrogates import IssuedSurrogates
 
@@ -53,10 +55,24 @@ class ValidationOutcome:
         return f"{self.suite}: {len(self.failures)} of {self.evaluated} expectations failed: {lines}"
 
 
+DBT_VAR = "$dbt_var"
+
+
 def load_suite(path: Path) -> dict[str, Any]:
-    """A suite file is GX 1.x's own JSON form (`ExpectationSuite.to_json_dict()`)."""
+    """A suite file is GX 1.x's own JSON form (`ExpectationSuite.to_json_dict()`), except that
+    an expectation's argument may be `{"$dbt_var": "name"}`: the value of that dbt var, so a
+    bound that curation guarantees (the balancing cap, the weight cap) is written once."""
     with path.open() as handle:
-        return json.load(handle)
+        suite = json.load(handle)
+    variables = dbt_vars()
+    for expectation in suite.get("expectations", []):
+        for name, value in expectation.get("kwargs", {}).items():
+            if isinstance(value, dict) and set(value) == {DBT_VAR}:
+                if value[DBT_VAR] not in variables:
+                    raise KeyError(f"{path.name}: {name} names dbt var {value[DBT_VAR]!r}, "
+                                   "which dbt_project.yml does not define")
+                expectation["kwargs"][name] = variables[value[DBT_VAR]]
+    return suite
 
 
 def _context(docs_root: Path | None) -> Any:
