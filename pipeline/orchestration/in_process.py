@@ -1,18 +1,27 @@
-"""Run the main job in-process against the persistent Dagster instance.
+"""Run the main job in this process against the persistent Dagster instance.
 
 Runs go to the same DAGSTER_HOME that `flywheel up` gives `dagster dev`, so each one shows
-in the Dagster UI with its logs and materializations, while the terminal shows progress.
+in the Dagster UI with its logs and materializations. The terminal gets one line per step
+and a summary (`terminal.py`); Dagster's own log stream, DEBUG included, goes to
+`$STATE/logs/flywheel-run.log`, and to the terminal as well when asked (`flywheel run -v`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TextIO
 
+from pipeline.orchestration.terminal import RunTotals, StepLines, root_cause
 from pipeline.settings import get_settings
 from pipeline.shell.local_stack import prepare_dagster_home
 
+RUN_LOG = "flywheel-run.log"
 # Lifecycle stages in order, with the asset that implements each; the runner says plainly
 # which ones this build does not have yet.
 LIFECYCLE = (
@@ -29,34 +38,86 @@ class JobFailed(RuntimeError):
     """A run failed; the message names the run and the failing step."""
 
 
-def run_main_job(defs, partitions: list[str], echo: Callable[[str], None] = print) -> None:
+def run_main_job(defs: Any, partitions: list[str], echo: Callable[[str], None] = print, verbose: bool = False,
+                 status: Callable[[str], None] | None = None) -> None:
     """Ingest each partition, then run everything downstream, with the jobs of `defs` (the
-    code location, which sits above this package: the CLI passes it in)."""
+    code location, which sits above this package: the CLI passes it in). `echo` gets the
+    step lines and the summary, `status` (an interactive terminal) the running step's latest
+    log message; `verbose` also copies Dagster's log stream to stderr."""
     settings = get_settings()
     os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(settings))
     import dagster as dg
 
     instance = dg.DagsterInstance.get()
-    ingest = defs.resolve_job_def("ingest_job")
-    for i, partition in enumerate(partitions, start=1):
-        started = time.monotonic()
-        echo(f"[{i}/{len(partitions)}] ingest {partition} ...")
-        result = ingest.execute_in_process(
-            instance=instance, partition_key=partition, raise_on_error=False
-        )
-        _report(result, echo, started)
-    started = time.monotonic()
-    echo("curate, validate, release (over all ingested days) ...")
-    result = defs.resolve_job_def("curate_release_train_job").execute_in_process(
-        instance=instance, raise_on_error=False
-    )
-    _report(result, echo, started)
+    log_path = settings.logs_dir / RUN_LOG
+    echo(f"Dagster's log: {log_path}" + ("" if verbose else " (-v shows it here)"))
+    totals, started = RunTotals(), time.monotonic()
+    try:
+        with dagster_log(log_path, verbose):
+            ingest = defs.resolve_job_def("ingest_job")
+            for i, partition in enumerate(partitions, start=1):
+                echo(f"[{i}/{len(partitions)}] ingest {partition}")
+                _execute(ingest, instance, echo, status, totals, partition_key=partition)
+            echo("curate, validate, release, train, evaluate (over all ingested days)")
+            _execute(defs.resolve_job_def("curate_release_train_job"), instance, echo, status, totals)
+    finally:
+        echo(totals.summary(time.monotonic() - started))
 
     built = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
     missing = [f"{key} ({what})" for key, what in LIFECYCLE if key not in built]
     if missing:
         echo("not built yet in this version: " + "; ".join(missing))
     echo_where_to_look(settings, instance, echo)
+
+
+def _execute(job: Any, instance: Any, echo: Callable[[str], None], status: Callable[[str], None] | None,
+             totals: RunTotals, **kwargs: Any) -> None:
+    """One run of `job`, its steps echoed as they finish; JobFailed names the failing steps."""
+    run_id = str(uuid.uuid4())
+    instance.add_event_listener(run_id, StepLines(echo, totals, status))
+    started = time.monotonic()
+    result = job.execute_in_process(instance=instance, run_id=run_id, raise_on_error=False, **kwargs)
+    if not result.success:
+        failures = [
+            f"{e.step_key}: {root_cause(e.event_specific_data.error)}"
+            for e in result.all_events
+            if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
+        ]
+        raise JobFailed(
+            f"run {result.run_id} failed after {time.monotonic() - started:.1f}s: "
+            + ("; ".join(failures) or "see the Dagster UI")
+        )
+
+
+class _Tee:
+    """A text stream that writes to several."""
+
+    def __init__(self, *streams: TextIO) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def dagster_log(path: Path, verbose: bool) -> Iterator[None]:
+    """Dagster's console logger (and whatever else writes to stderr meanwhile: warnings)
+    appends to `path`; `verbose` copies it to the real stderr too. The logger looks up
+    sys.stderr for each message, so redirecting it is enough."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as log:
+        stream = _Tee(log, sys.stderr) if verbose else log
+        with contextlib.redirect_stderr(stream):
+            yield
 
 
 def echo_where_to_look(settings, instance, echo: Callable[[str], None]) -> None:
@@ -96,43 +157,3 @@ def _echo_trace(settings, echo: Callable[[str], None]) -> None:
             datasets_repo=settings.datasets_repo, raw_repo=settings.raw_repo)))
     except Exception as error:  # noqa: BLE001 - the run succeeded; say why the trace did not
         echo(f"cannot trace {model}: {type(error).__name__}: {error}")
-
-
-def _root_cause(error) -> str:
-    """The innermost error's first line: Dagster wraps user errors in its own."""
-    while error.cause is not None:
-        error = error.cause
-    lines = error.message.strip().splitlines()
-    return lines[0] if lines else error.cls_name or "unknown error"
-
-
-SHOWN_METADATA = ("records_read", "records_ingested", "records_quarantined", "replacements",
-                  "raw_commit", "dagster/row_count")
-
-
-def _report(result, echo: Callable[[str], None], started: float) -> None:
-    for event in result.get_asset_materialization_events():
-        materialization = event.step_materialization_data.materialization
-        shown = {
-            k: v.value for k, v in materialization.metadata.items() if k in SHOWN_METADATA
-        }
-        echo(f"    {materialization.asset_key.to_user_string()} {shown or ''}".rstrip())
-    checks = [
-        e.event_specific_data for e in result.all_events
-        if e.event_type_value == "ASSET_CHECK_EVALUATION"
-    ]
-    if checks:
-        failed = [f"{c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed]
-        echo(f"    checks: {len(checks) - len(failed)} passed, {len(failed)} failed"
-             + (f" ({', '.join(failed)})" if failed else ""))
-    if not result.success:
-        failures = [
-            f"{e.step_key}: {_root_cause(e.event_specific_data.error)}"
-            for e in result.all_events
-            if e.is_step_failure and e.event_specific_data and e.event_specific_data.error
-        ]
-        raise JobFailed(
-            f"run {result.run_id} failed after {time.monotonic() - started:.1f}s: "
-            + ("; ".join(failures) or "see the Dagster UI")
-        )
-    echo(f"    run {result.run_id} succeeded in {time.monotonic() - started:.1f}s")
