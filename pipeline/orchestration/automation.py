@@ -50,13 +50,12 @@ def changed_days(previous: dict[str, str], current: dict[str, str]) -> list[str]
     return [day for day, digest in sorted(current.items()) if previous.get(day) != digest]
 
 
-def build_operations(all_assets: dg.AssetSelection, ingest: dg.AssetSelection,
+def build_automation(all_assets: dg.AssetSelection, ingest: dg.AssetSelection,
                      downstream: dg.AssetSelection):
     settings = get_settings()
     ingest_job = dg.define_asset_job(
         "ingest_job",
         selection=ingest,
-        partitions_def=daily_partitions,
         description="Capture one day of landing files: lakeFS commit, parse, quarantine, redact.",
     )
     downstream_job = dg.define_asset_job(
@@ -68,7 +67,6 @@ def build_operations(all_assets: dg.AssetSelection, ingest: dg.AssetSelection,
     nightly_job = dg.define_asset_job(
         "nightly_retrain_job",
         selection=all_assets,
-        partitions_def=daily_partitions,
         description="One day from landing files to evaluation and promotion.",
     )
 

@@ -27,7 +27,7 @@ def test_sensor_requests_each_new_day_once(tmp_path, monkeypatch):
     monkeypatch.setenv("FLYWHEEL_LANDING_DIR", str(tmp_path))
     get_settings.cache_clear()
     try:
-        sensor = defs.get_sensor_def("new_landing_files")
+        sensor = defs.resolve_sensor_def("new_landing_files")
         (tmp_path / "2026-11-20").mkdir()
         (tmp_path / "2026-11-20" / "a.jsonl").write_text("{}\n")
         repo = defs.get_repository_def()
@@ -45,7 +45,7 @@ def test_sensor_requests_each_new_day_once(tmp_path, monkeypatch):
 
 
 def test_nightly_schedule_runs_the_day_that_ended():
-    schedule = defs.get_schedule_def("nightly_retrain")
+    schedule = defs.resolve_schedule_def("nightly_retrain")
     assert schedule.cron_schedule == "0 2 * * *"
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 11, 22, 2, 0, tzinfo=UTC),
