@@ -33,7 +33,7 @@ Message = dict[str, Any]
 Tools = list[dict[str, Any]]
 GenerateFn = Callable[[list[Message], Tools, int], tuple[str, Mapping[str, Any] | None]]
 
-# keys of a `parsed` dict that mark an unparseable output: the training package's parser
+# keys of a `parsed` dict that mark an unparseable output: the chat template's parser
 # lists one line per unreadable call under `parse_errors`; other generators may say
 # `parse_error` or `error`
 PARSE_ERROR_KEYS = ("parse_errors", "parse_error", "error")
