@@ -2,8 +2,9 @@
 
 Runs go to the same DAGSTER_HOME that `flywheel up` gives `dagster dev`, so each one shows
 in the Dagster UI with its logs and materializations. The terminal gets one line per step
-and a summary (`terminal.py`); Dagster's own log stream, DEBUG included, goes to
-`$STATE/logs/flywheel-run.log`, and to the terminal as well when asked (`flywheel run -v`).
+and a summary (`terminal.py`); Dagster's own log stream, DEBUG included, and whatever the
+steps print (dbt's log) go to `$STATE/logs/flywheel-run.log`, and to the terminal as well
+when asked (`flywheel run -v`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def run_main_job(defs: Any, partitions: list[str], echo: Callable[[str], None] =
     instance = dg.DagsterInstance.get()
     log_path = settings.logs_dir / RUN_LOG
     echo(f"Dagster's log: {log_path}" + ("" if verbose else " (-v shows it here)"))
+    echo, status = _to(sys.stdout, echo), status and _to(sys.stdout, status)
     totals, started = RunTotals(), time.monotonic()
     try:
         with dagster_log(log_path, verbose):
@@ -89,6 +91,15 @@ def _execute(job: Any, instance: Any, echo: Callable[[str], None], status: Calla
         )
 
 
+def _to(terminal: TextIO, write: Callable[[str], None]) -> Callable[[str], None]:
+    """`write` with stdout pointing at `terminal` (the runs' stdout goes to the log)."""
+    def written(text: str) -> None:
+        with contextlib.redirect_stdout(terminal):
+            write(text)
+
+    return written
+
+
 class _Tee:
     """A text stream that writes to several."""
 
@@ -110,13 +121,14 @@ class _Tee:
 
 @contextlib.contextmanager
 def dagster_log(path: Path, verbose: bool) -> Iterator[None]:
-    """Dagster's console logger (and whatever else writes to stderr meanwhile: warnings)
-    appends to `path`; `verbose` copies it to the real stderr too. The logger looks up
-    sys.stderr for each message, so redirecting it is enough."""
+    """Dagster's console logger, and whatever else writes to stderr or stdout meanwhile
+    (warnings, dbt's log lines), appends to `path`; `verbose` copies each stream to where
+    it was going. The logger looks up sys.stderr for each message, so redirecting it is
+    enough."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as log:
-        stream = _Tee(log, sys.stderr) if verbose else log
-        with contextlib.redirect_stderr(stream):
+        out, err = (_Tee(log, sys.stdout), _Tee(log, sys.stderr)) if verbose else (log, log)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             yield
 
 

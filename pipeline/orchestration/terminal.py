@@ -106,7 +106,7 @@ def _duration(seconds: float) -> str:
 
 def step_line(label: str, status: str, seconds: float | None, figure: str) -> str:
     elapsed = f"{seconds:6.1f}s" if seconds is not None else " " * 7
-    return f"  {label:<40} {status:<7} {elapsed}  {figure}".rstrip()
+    return f"  {label:<46} {status:<7} {elapsed}  {figure}".rstrip()
 
 
 class StepLines:
@@ -159,7 +159,9 @@ def root_cause(error: Any) -> str:
     """The innermost error's first line: Dagster wraps user errors in its own."""
     while error.cause is not None:
         error = error.cause
-    lines = error.message.strip().splitlines()
+    lines = [line.strip() for line in error.message.splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):  # "RuntimeError:" with the text below it
+        return f"{lines[0]} {lines[1]}"
     return lines[0] if lines else error.cls_name or "unknown error"
 
 
