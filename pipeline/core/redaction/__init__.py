@@ -4,8 +4,10 @@
 - `placeholders`: `PlaceholderMap`, one per trajectory, value → `<TYPE_n>`.
 - `keys`: JSON keys that name PII (`email`, `firstName`, `api_key`, ...).
 - `redact`: JSON-aware redaction of texts, trajectories and the raw tables (`redact_tables`).
-- `presidio_baseline`, `evaluate`, `bench`: the reference detector, scoring, and the benchmark
-  (imported lazily: Presidio is slow to import).
+- `surrogates`: realistic made-up values of the same kind, keyed per trajectory (the default).
+
+Its benchmark against Presidio, with the scoring, lives in `pipeline.benchmarks` (`redact`,
+`redact_scoring`, `presidio_baseline`).
 """
 
 from pipeline.core.redaction.detectors import ENTITY_TYPES, SECRET_TYPES, STRUCTURED_TYPES, Span, detect
