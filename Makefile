@@ -31,7 +31,7 @@ install: $(STAMP)
 # The lakeFS server build (Go: minutes when its caches are cold) needs only the system
 # Python, so it runs beside the pip install instead of after it.
 lakefs:
-	@python3 -m pipeline.stack
+	@python3 -m pipeline.shell.local_stack
 
 setup:
 	@$(MAKE) --no-print-directory -j2 install lakefs

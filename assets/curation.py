@@ -11,8 +11,7 @@ from dagster_dbt import (
     dbt_assets,
 )
 
-from pipeline.resources import dbt_project
-
+from pipeline.orchestration.resources import dbt_project
 
 # The four `redacted` source tables are all produced by one asset, redacted_trajectories.
 translator = DagsterDbtTranslator(

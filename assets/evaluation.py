@@ -10,12 +10,12 @@ from pathlib import Path
 import dagster as dg
 
 from assets.training import fine_tuned_model
-from pipeline.audit import MODEL_NAME
-from pipeline.operations import TRANSIENT_RETRY
-from pipeline.quality import read_parquet
-from pipeline.release import read_release_file
-from pipeline.resources import LakeFSResource, MlflowResource
+from pipeline.orchestration.automation import TRANSIENT_RETRY
+from pipeline.orchestration.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
+from pipeline.shell.audit import MODEL_NAME
+from pipeline.shell.marts import read_parquet
+from pipeline.shell.release import read_release_file
 
 
 class EvaluationConfig(dg.Config):
@@ -53,7 +53,7 @@ def _redacted(result: dict) -> dict:
     """Sandbox transcripts hold the simulated users' (synthetic) personal data: the example
     conversations of a model's result go through the same redaction as the training data
     before they are stored anywhere (metrics and names are left alone)."""
-    from pipeline.redaction import redact_json
+    from pipeline.core.redaction import redact_json
 
     texts = {key: result[key] for key in ("examples", "transcripts")}
     return {**result, **json.loads(redact_json(json.dumps(texts, default=str)).text)}
@@ -88,13 +88,13 @@ def evaluation_report(
 
 def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
               mlflow: MlflowResource) -> dg.MaterializeResult:
-    from pipeline.agent_model import version_by_alias
     from pipeline.evaluation.cases import load_case, task_specs
-    from pipeline.evaluation.policy import EnginePolicy
     from pipeline.evaluation.promotion import decide_promotion, incumbent_for
     from pipeline.evaluation.report import combine, write_report
     from pipeline.evaluation.run import evaluate_model
-    from pipeline.training.base_model import resolve_base_model
+    from pipeline.learning.base_model import resolve_base_model
+    from pipeline.learning.engine_policy import EnginePolicy
+    from pipeline.shell.model_registry import version_by_alias
 
     settings = get_settings()
     client = mlflow.client()
@@ -182,7 +182,7 @@ def _spread(specs: dict, limit: int) -> dict:
 
 
 def _cached_engine(settings, config: EvaluationConfig, model_dir, identity: str):
-    from pipeline.training.generate import CachedEngine, generation_engine
+    from pipeline.learning.generate import CachedEngine, generation_engine
 
     name = f"{identity}-{config.engine}-{config.max_new_tokens}".replace("/", "_")
     return CachedEngine(lambda: generation_engine(model_dir(), config.engine, config.max_new_tokens),
@@ -196,7 +196,8 @@ def _headline(results: dict, primary_metric: str) -> dict:
         for metric in (primary_metric, "pass_hat_k"):
             rate = result["intervals"]["overall"].get(metric)
             if rate and rate["rate"] is not None:
-                out[f"{name}.{metric}"] = f"{rate['k']}/{rate['n']} = {rate['rate']:.3f} [{rate['low']:.3f}, {rate['high']:.3f}]"
+                out[f"{name}.{metric}"] = (f"{rate['k']}/{rate['n']} = {rate['rate']:.3f} "
+                                           f"[{rate['low']:.3f}, {rate['high']:.3f}]")
     return out
 
 
@@ -217,7 +218,7 @@ def _eval_metrics(results: dict) -> dict[str, float]:
 
 def _model_dir(mlflow: MlflowResource, version, target: Path) -> Path:
     """The merged model directory of a registered version, downloaded from MLflow."""
-    from pipeline.agent_model import download_model_dir
+    from pipeline.shell.model_registry import download_model_dir
 
     mlflow.configure()
     try:

@@ -3,8 +3,13 @@
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from pipeline.faults import failpoint
-from pipeline.ingest import (
+from pipeline.core.redaction import redact_tables
+from pipeline.orchestration.automation import TRANSIENT_RETRY
+from pipeline.orchestration.partitions import daily_partitions
+from pipeline.orchestration.resources import LakeFSResource
+from pipeline.settings import get_settings
+from pipeline.shell.failpoints import failpoint
+from pipeline.shell.ingest import (
     FileStats,
     IngestRules,
     SourceFile,
@@ -13,13 +18,8 @@ from pipeline.ingest import (
     merge_columnar,
     parse_files_columnar,
 )
-from pipeline.lakefs_store import commit_partition_files, partition_prefix, verify_commit
-from pipeline.operations import TRANSIENT_RETRY
-from pipeline.partitions import daily_partitions
-from pipeline.redaction import redact_tables
-from pipeline.resources import LakeFSResource
-from pipeline.settings import get_settings
-from pipeline.warehouse import replace_partition
+from pipeline.shell.lakefs_store import commit_partition_files, partition_prefix, verify_commit
+from pipeline.shell.warehouse import replace_partition
 
 
 class IngestConfig(dg.Config):

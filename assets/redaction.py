@@ -4,10 +4,10 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.ingestion import raw_agent_logs
-from pipeline.partitions import daily_partitions
-from pipeline.redaction import redact_tables
+from pipeline.core.redaction import redact_tables
+from pipeline.orchestration.partitions import daily_partitions
 from pipeline.settings import get_settings
-from pipeline.warehouse import REDACTED_SCHEMA, read_partition, replace_partition
+from pipeline.shell.warehouse import REDACTED_SCHEMA, read_partition, replace_partition
 
 
 @dg.asset(

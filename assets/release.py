@@ -6,9 +6,12 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from assets.validation import mart_key
-from pipeline.datacard import build_card, card_json, card_markdown
-from pipeline.operations import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
-from pipeline.quality import (
+from pipeline.core.redaction.surrogates import IssuedSurrogates
+from pipeline.orchestration.automation import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
+from pipeline.orchestration.resources import LakeFSResource, dbt_project
+from pipeline.settings import get_settings
+from pipeline.shell.datacard import build_card, card_json, card_markdown
+from pipeline.shell.marts import (
     MART_KEYS,
     SPLIT_MEMBERSHIP,
     load_mart,
@@ -18,12 +21,9 @@ from pipeline.quality import (
     split_membership,
     validate_suite,
 )
-from pipeline.redaction.surrogates import IssuedSurrogates
-from pipeline.release import ReleaseRejected, install_hooks, publish
-from pipeline.resources import LakeFSResource, dbt_project
-from pipeline.settings import get_settings
+from pipeline.shell.release import ReleaseRejected, install_hooks, publish
+from pipeline.shell.warehouse import issued_surrogates
 from pipeline.version import code_version
-from pipeline.warehouse import issued_surrogates
 
 
 def _provenance(con) -> tuple[list[str], list[str]]:

@@ -8,13 +8,13 @@ import dagster as dg
 import pandas as pd
 
 from assets.release import dataset_release
-from pipeline.audit import MODEL_NAME, TAG_RELEASE
-from pipeline.faults import failpoint
-from pipeline.operations import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
-from pipeline.quality import read_parquet
-from pipeline.release import read_release_file
-from pipeline.resources import LakeFSResource, MlflowResource
+from pipeline.orchestration.automation import AFTER_BLOCKING_CHECKS, TRANSIENT_RETRY
+from pipeline.orchestration.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
+from pipeline.shell.audit import MODEL_NAME, TAG_RELEASE
+from pipeline.shell.failpoints import failpoint
+from pipeline.shell.marts import read_parquet
+from pipeline.shell.release import read_release_file
 from pipeline.version import code_version
 
 
@@ -103,10 +103,10 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
                mlflow: MlflowResource) -> dg.MaterializeResult:
     import torch
 
-    from pipeline.agent_model import download_model_dir, version_by_alias
-    from pipeline.mlflow_lakefs import LakeFSDatasetSource
-    from pipeline.training.base_model import resolve_base_model
-    from pipeline.training.train import TrainConfig, train_dpo, train_sft
+    from pipeline.learning.base_model import resolve_base_model
+    from pipeline.learning.train import TrainConfig, train_dpo, train_sft
+    from pipeline.shell.mlflow_lakefs import LakeFSDatasetSource
+    from pipeline.shell.model_registry import download_model_dir, version_by_alias
 
     settings = get_settings()
     release = latest_release(context)
@@ -235,7 +235,7 @@ def end_orphaned_runs(context, client, experiment_id: str, training_key: str) ->
 
 
 def register_model(mlflow_module, client, model_dir, tags: dict[str, str]):
-    from pipeline.agent_model import AgentModel
+    from pipeline.learning.agent_model import AgentModel
 
     info = mlflow_module.pyfunc.log_model(
         name="model", python_model=AgentModel(), artifacts={"model_dir": str(model_dir)},

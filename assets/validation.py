@@ -8,7 +8,9 @@ links the Data Docs site under the state directory.
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
-from pipeline.quality import (
+from pipeline.core.redaction.surrogates import IssuedSurrogates
+from pipeline.settings import get_settings
+from pipeline.shell.marts import (
     MART_KEYS,
     SPLIT_MEMBERSHIP,
     load_mart,
@@ -16,9 +18,7 @@ from pipeline.quality import (
     split_membership,
     validate_suite,
 )
-from pipeline.redaction.surrogates import IssuedSurrogates
-from pipeline.settings import get_settings
-from pipeline.warehouse import issued_surrogates
+from pipeline.shell.warehouse import issued_surrogates
 
 
 def mart_key(name: str) -> dg.AssetKey:

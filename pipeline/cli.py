@@ -1,25 +1,28 @@
 """`flywheel`: set up, start, stop and inspect the local stack, simulate logs, run the job.
 
-Every error a user can cause ends in one line on stderr and exit status 1, never a
-traceback; `FLYWHEEL_DEBUG=1` re-raises for developers.
+Every error a user can cause ends in one line on stderr, never a traceback: exit status 2
+for a bad argument, 1 for anything else; `FLYWHEEL_DEBUG=1` re-raises for developers.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from functools import wraps
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
-from pipeline.runner import JobFailed, run_main_job
+from pipeline.orchestration.in_process import JobFailed, run_main_job
 from pipeline.settings import get_settings
-from pipeline.stack import (
+from pipeline.shell.local_stack import (
     StackError,
     ensure_lakefs_binary,
     service_status,
@@ -44,7 +47,46 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-@click.group()
+class BadArguments(click.ClickException):
+    """A usage error as one line: click's own also prints the usage and a hint."""
+
+    exit_code = 2
+
+    def __init__(self, error: click.UsageError) -> None:
+        where = error.ctx.command_path if error.ctx else "flywheel"
+        super().__init__(f"{where}: {error.format_message()}")
+
+    def show(self, file: Any = None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
+@contextmanager
+def _one_line_usage_errors() -> Iterator[None]:
+    try:
+        yield
+    except click.exceptions.NoArgsIsHelpError:
+        raise  # `flywheel` alone: the help, as click prints it
+    except click.UsageError as error:
+        raise BadArguments(error) from None
+
+
+class FlywheelGroup(click.Group):
+    """Parsing errors of the group and of every command under it become `BadArguments`."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        with _one_line_usage_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _one_line_usage_errors():
+            return super().invoke(ctx)
+
+
+def _count(minimum: int = 1) -> click.IntRange:
+    return click.IntRange(min=minimum)
+
+
+@click.group(cls=FlywheelGroup)
 def main() -> None:
     """Flywheel: agent logs in, better agents out."""
 
@@ -62,7 +104,8 @@ def setup() -> None:
 
 
 def _dbt_parse() -> None:
-    from pipeline.resources import DBT_PROJECT_DIR, venv_tool
+    from pipeline.orchestration.resources import venv_tool
+    from pipeline.settings import DBT_PROJECT_DIR
 
     settings = get_settings()
     env = {**os.environ, "FLYWHEEL_DUCKDB_PATH": str(settings.duckdb_path)}
@@ -94,7 +137,7 @@ def up(only: tuple[str, ...]) -> None:
 
 
 def _ensure_repositories() -> None:
-    from pipeline.resources import LakeFSResource
+    from pipeline.orchestration.resources import LakeFSResource
 
     settings = get_settings()
     lakefs = LakeFSResource(endpoint=settings.lakefs_endpoint)
@@ -126,8 +169,8 @@ def status() -> None:
 
 
 @main.command()
-@click.option("--days", type=int, default=3, show_default=True)
-@click.option("--per-day", type=int, default=150, show_default=True)
+@click.option("--days", type=_count(), default=3, show_default=True)
+@click.option("--per-day", type=_count(), default=150, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder (landing/ and ground_truth/ go under it). "
                    "Default: the state directory, so landing files land where ingestion looks.")
@@ -153,7 +196,8 @@ def simulate(days: int, per_day: int, out_dir: Path | None, seed: int, start_dat
 
 
 @main.command()
-@click.option("--user", "user_id", required=True, help="Pseudonymous user id, as in the logs.")
+@click.option("--user", "user_id", required=True, callback=lambda ctx, param, value: _not_blank(value),
+              help="Pseudonymous user id, as in the logs.")
 @click.option("--reason", default=None, help="Why (ticket id, request type); stored with it.")
 @_one_line_errors
 def forget(user_id: str, reason: str | None) -> None:
@@ -161,9 +205,9 @@ def forget(user_id: str, reason: str | None) -> None:
     (R14_consent_revoked). Lists the releases and models that contained them."""
     import duckdb
 
-    from pipeline.audit import find_in_releases, models_trained_on
-    from pipeline.resources import LakeFSResource
-    from pipeline.warehouse import record_consent_revocation
+    from pipeline.orchestration.resources import LakeFSResource
+    from pipeline.shell.audit import find_in_releases, models_trained_on
+    from pipeline.shell.warehouse import record_consent_revocation
 
     settings = get_settings()
     try:
@@ -205,8 +249,8 @@ def trace(model: str, trajectory_id: str | None, as_json: bool) -> None:
     commit, tag, data card) → raw-log commits and files → Dagster runs → code version."""
     import json
 
-    from pipeline.audit import find_in_releases, format_trace, models_trained_on, trace_model
-    from pipeline.resources import LakeFSResource
+    from pipeline.orchestration.resources import LakeFSResource
+    from pipeline.shell.audit import find_in_releases, format_trace, models_trained_on, trace_model
 
     settings = get_settings()
     lakefs = LakeFSResource(endpoint=settings.lakefs_endpoint)
@@ -245,8 +289,8 @@ def bench() -> None:
 
 
 @bench.command("redact")
-@click.option("--days", type=int, default=2, show_default=True)
-@click.option("--per-day", type=int, default=150, show_default=True)
+@click.option("--days", type=_count(), default=2, show_default=True)
+@click.option("--per-day", type=_count(), default=150, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the raw result as JSON.")
 def bench_redact(days: int, per_day: int, seed: int, as_json: bool) -> None:
@@ -254,17 +298,17 @@ def bench_redact(days: int, per_day: int, seed: int, as_json: bool) -> None:
     messages/s, recall and precision per entity type, secrets surviving."""
     import json
 
-    from pipeline.redaction.bench import format_benchmark, run_redaction_benchmark
+    from pipeline.benchmarks.redact import format_benchmark, run_redaction_benchmark
 
     result = run_redaction_benchmark(days=days, per_day=per_day, seed=seed)
     click.echo(json.dumps(result, indent=2) if as_json else format_benchmark(result))
 
 
 @bench.command("ingest")
-@click.option("--n", "n_trajectories", type=int, default=5000, show_default=True,
+@click.option("--n", "n_trajectories", type=_count(), default=5000, show_default=True,
               help="Simulated trajectories (one day's landing files, every format, planted mess).")
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True,
+@click.option("--rounds", type=_count(), default=3, show_default=True,
               help="Rounds of the three arms, in turn; each arm's median round is reported.")
 @click.option("--json", "as_json", is_flag=True)
 @_one_line_errors
@@ -273,7 +317,7 @@ def bench_ingest(n_trajectories: int, seed: int, rounds: int, as_json: bool) -> 
     read_json and a plain json.loads loop on the same files: MB/s, trajectories/s, peak memory."""
     import json
 
-    from pipeline.ingest_bench import format_ingest_bench, run_ingest_bench
+    from pipeline.benchmarks.ingest import format_ingest_bench, run_ingest_bench
 
     result = run_ingest_bench(get_settings(), n_trajectories, seed, log=lambda m: click.echo(m, err=True),
                               repeat=rounds)
@@ -281,7 +325,7 @@ def bench_ingest(n_trajectories: int, seed: int, rounds: int, as_json: bool) -> 
 
 
 @bench.command("dedup")
-@click.option("--n", "n_docs", type=int, default=1000, show_default=True,
+@click.option("--n", "n_docs", type=_count(), default=1000, show_default=True,
               help="Conversations at N (the second round has 4N); ~10% get a planted near duplicate.")
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -290,20 +334,18 @@ def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
     corpus, at N and 4N: precision, recall, documents/s, growth. Parameters: dbt_project.yml."""
     import json
 
-    import yaml
+    from pipeline.benchmarks.dedup import format_dedup_bench, run_dedup_bench
+    from pipeline.shell.dbt_vars import dbt_vars
 
-    from pipeline.near_duplicates import format_dedup_bench, run_dedup_bench
-    from pipeline.resources import DBT_PROJECT_DIR
-
-    dbt_vars = yaml.safe_load((DBT_PROJECT_DIR / "dbt_project.yml").read_text())["vars"]
-    result = run_dedup_bench(n_docs, seed, threshold=float(dbt_vars["near_dup_threshold"]),
-                             num_perm=int(dbt_vars["near_dup_num_perm"]),
-                             width=int(dbt_vars["near_dup_shingle_words"]), log=lambda m: click.echo(m, err=True))
+    knobs = dbt_vars()
+    result = run_dedup_bench(n_docs, seed, threshold=float(knobs["near_dup_threshold"]),
+                             num_perm=int(knobs["near_dup_num_perm"]),
+                             width=int(knobs["near_dup_shingle_words"]), log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(result, indent=2) if as_json else format_dedup_bench(result))
 
 
 @bench.command("train")
-@click.option("--examples", "n_examples", type=int, default=12, show_default=True)
+@click.option("--examples", "n_examples", type=_count(), default=12, show_default=True)
 @click.option("--model", default="smollm2", show_default=True,
               help="smollm2 (embedded SmolLM2-135M), tiny (random, seconds) or a model dir.")
 @click.option("--json", "as_json", is_flag=True)
@@ -313,7 +355,7 @@ def bench_train(n_examples: int, model: str, as_json: bool) -> None:
     Reads sft_examples from the warehouse (run the pipeline first)."""
     import json
 
-    from pipeline.training.bench import format_train_benchmark, run_train_benchmark
+    from pipeline.benchmarks.train import format_train_benchmark, run_train_benchmark
 
     settings = get_settings()
     result = run_train_benchmark(duckdb_path=settings.duckdb_path, n_examples=n_examples, model=model,
@@ -324,10 +366,10 @@ def bench_train(n_examples: int, model: str, as_json: bool) -> None:
 @bench.command("eval")
 @click.option("--model", "model", default="champion", show_default=True,
               help="base (the embedded SmolLM2), champion or challenger (from MLflow), or a model directory.")
-@click.option("--cases", "n_cases", type=int, default=60, show_default=True, help="0 = every eval case.")
+@click.option("--cases", "n_cases", type=_count(0), default=60, show_default=True, help="0 = every eval case.")
 @click.option("--warehouse", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="DuckDB file holding marts.eval_cases (default: the pipeline's warehouse).")
-@click.option("--max-new-tokens", type=int, default=64, show_default=True)
+@click.option("--max-new-tokens", type=_count(), default=64, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @_one_line_errors
 def bench_eval(model: str, n_cases: int, warehouse: Path | None, max_new_tokens: int, as_json: bool) -> None:
@@ -336,7 +378,7 @@ def bench_eval(model: str, n_cases: int, warehouse: Path | None, max_new_tokens:
     predictions are identical."""
     import json
 
-    from pipeline.evaluation.bench import format_eval_bench, run_eval_bench
+    from pipeline.benchmarks.eval import format_eval_bench, run_eval_bench
 
     settings = get_settings()
     result = run_eval_bench(_model_dir(model), warehouse or settings.duckdb_path, n_cases, max_new_tokens,
@@ -348,7 +390,7 @@ def bench_eval(model: str, n_cases: int, warehouse: Path | None, max_new_tokens:
 
 def _model_dir(model: str) -> Path:
     """A model directory for `base`, `champion`/`challenger` (downloaded from MLflow), or a path."""
-    from pipeline.training.base_model import resolve_base_model
+    from pipeline.learning.base_model import resolve_base_model
 
     settings = get_settings()
     if model == "base":
@@ -358,14 +400,15 @@ def _model_dir(model: str) -> Path:
 
         import mlflow
 
-        from pipeline.agent_model import download_model_dir
-        from pipeline.audit import MODEL_NAME
+        from pipeline.shell.audit import MODEL_NAME
+        from pipeline.shell.model_registry import download_model_dir
 
         mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
         try:
             return download_model_dir(f"models:/{MODEL_NAME}@{model}", Path(tempfile.mkdtemp(prefix="flywheel-bench-")))
         except Exception as error:  # noqa: BLE001 - one line: no stack, no such alias
-            raise StackError(f"cannot fetch {MODEL_NAME}@{model} from {settings.mlflow_tracking_uri}: {error}") from error
+            raise StackError(
+                f"cannot fetch {MODEL_NAME}@{model} from {settings.mlflow_tracking_uri}: {error}") from error
     if not Path(model).is_dir():
         raise StackError(f"--model {model}: not base, champion, challenger or a model directory")
     return Path(model)
@@ -375,9 +418,9 @@ def _model_dir(model: str) -> Path:
 @click.argument("arms", nargs=-1, required=True)
 @click.option("--warehouse", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
               help="DuckDB file holding the release's marts (default: the pipeline's warehouse).")
-@click.option("--cases", "n_cases", type=int, default=60, show_default=True)
-@click.option("--tasks", "n_tasks", type=int, default=6, show_default=True)
-@click.option("--k", type=int, default=2, show_default=True)
+@click.option("--cases", "n_cases", type=_count(0), default=60, show_default=True, help="0 = every eval case.")
+@click.option("--tasks", "n_tasks", type=_count(0), default=6, show_default=True, help="Sandbox tasks (0 = none).")
+@click.option("--k", type=_count(), default=2, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Models, generations and budget.json (default: $STATE/bench/budget).")
 @click.option("--json", "as_json", is_flag=True)
@@ -388,7 +431,7 @@ def bench_budget(arms: tuple[str, ...], warehouse: Path | None, n_cases: int, n_
     against the base on the same cases and sandbox tasks: the measurement behind the defaults."""
     import json
 
-    from pipeline.training.budget import format_budget, parse_arm, run_budget
+    from pipeline.benchmarks.budget import format_budget, parse_arm, run_budget
 
     settings = get_settings()
     report = run_budget(warehouse or settings.duckdb_path, "smollm2-135m-instruct", settings.state_dir / "models",
@@ -404,7 +447,7 @@ def bench_reliability(as_json: bool) -> None:
     """Faults injected, inputs tried, records lost (must be 0), secrets leaked (must be 0)."""
     import json
 
-    from pipeline.reliability import run_reliability
+    from pipeline.benchmarks.reliability import run_reliability
 
     result = run_reliability(get_settings(), log=lambda m: click.echo(m, err=True))
     if as_json:
@@ -425,16 +468,40 @@ def bench_reliability(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--partition", "partitions", multiple=True,
+@click.option("--partition", "partitions", multiple=True, callback=lambda ctx, param, value: _partition_days(value),
               help="Day(s) to ingest (YYYY-MM-DD). Default: every folder in the landing dir.")
+@click.option("-v", "--verbose", is_flag=True, help="Show Dagster's log stream (DEBUG) here too.")
 @_one_line_errors
-def run(partitions: tuple[str, ...]) -> None:
-    """Run the main job: ingest each day, then everything downstream, recorded in Dagster."""
+def run(partitions: tuple[str, ...], verbose: bool) -> None:
+    """Run the main job: ingest each day, then everything downstream, recorded in Dagster.
+    One line per step and a summary; Dagster's own log goes to $STATE/logs/flywheel-run.log."""
     settings = get_settings()
     days = list(partitions) or _landing_days(settings.landing_dir)
     if not days:
         raise StackError(f"no landing folders under {settings.landing_dir}; run `flywheel simulate`")
-    run_main_job(days, echo=click.echo)
+    from pipeline.definitions import defs
+
+    status = (lambda text: click.echo("\r\033[K" + text, nl=False)) if sys.stdout.isatty() else None
+    run_main_job(defs, days, echo=click.echo, verbose=verbose, status=status)
+
+
+def _partition_days(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Each value a day (YYYY-MM-DD) that is a partition of the daily partitions."""
+    from pipeline.orchestration.partitions import daily_partitions
+
+    for value in values:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value) or not _is_date(value):
+            raise click.BadParameter(f"{value!r} is not a day (YYYY-MM-DD)")
+        if not daily_partitions.has_partition_key(value):
+            first, last = daily_partitions.get_first_partition_key(), daily_partitions.get_last_partition_key()
+            raise click.BadParameter(f"{value} is not a partition: the days run from {first} to {last}")
+    return values
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise click.BadParameter("must not be empty")
+    return value
 
 
 def _landing_days(landing_dir: Path) -> list[str]:

@@ -17,8 +17,8 @@ from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
 from assets.training import fine_tuned_model
 from assets.validation import gx_checks
-from pipeline.operations import build_operations
-from pipeline.resources import build_resources, dbt_project
+from pipeline.orchestration.automation import build_automation
+from pipeline.orchestration.resources import build_resources, dbt_project
 from pipeline.settings import get_settings
 
 # The dbt profile reads the DuckDB path from here, so dbt and Dagster share one file.
@@ -29,7 +29,7 @@ ingest = dg.AssetSelection.assets(raw_agent_logs, redacted_trajectories)
 downstream = dg.AssetSelection.assets(
     curation_dbt_models, dataset_release, fine_tuned_model, evaluation_report
 )
-jobs, schedules, sensors = build_operations(ingest | downstream, ingest, downstream)
+jobs, schedules, sensors = build_automation(ingest | downstream, ingest, downstream)
 
 defs = dg.Definitions(
     assets=[

@@ -16,6 +16,9 @@ from functools import lru_cache
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Parts of the repository the code reads: the dbt project and the GX suites.
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
 
 # Pinned lakeFS server release: the Python SDK pins (lakefs 0.16 / lakefs-sdk 1.88) speak
 # its API, and v1.84.0 is verified to build with Go 1.26 from the module proxy.

@@ -1,6 +1,7 @@
 """Eval cases from `marts.eval_cases`, next-action predictions, and the sandbox's task list.
 
-`load_eval_cases` is the only I/O here (a read-only DuckDB connection); the rest is pure.
+Pure: the rows come from the release's Parquet (the asset) or from the warehouse
+(`pipeline.shell.marts.load_eval_cases`).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, TypedDict
 
 from pipeline.evaluation.policy import Message, Policy
@@ -38,19 +38,6 @@ def load_case(row: Mapping[str, Any]) -> EvalCase:
         if isinstance(case[k], (str, bytes)):
             case[k] = json.loads(case[k])
     return EvalCase(**case)  # type: ignore[typeddict-item]
-
-
-def load_eval_cases(warehouse: str | Path, table: str = "marts.eval_cases") -> list[EvalCase]:
-    """Every case of `table`, ordered by case_id (the DuckDB file is opened read-only)."""
-    import duckdb
-
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        cursor = con.execute(f"select {', '.join(COLUMNS)} from {table} order by case_id")
-        names = [d[0] for d in cursor.description]
-        return [load_case(dict(zip(names, row))) for row in cursor.fetchall()]
-    finally:
-        con.close()
 
 
 def predict_cases(cases: Sequence[EvalCase], policy: Policy, seed: int = 0,

@@ -49,7 +49,7 @@ All cases
                         answer_kind match on final-answer cases.
   invalid_call_rate     share of predictions that are unparseable (a `parse_error`, or a
                         call without a name), call an unknown tool, or send arguments the
-                        tool's schema rejects (`pipeline.conversation.argument_problems`,
+                        tool's schema rejects (`pipeline.core.curation.conversation.argument_problems`,
                         which tolerates redaction placeholders); also split as
                         unparseable_rate, unknown_tool_rate, schema_invalid_rate.
 A rate whose denominator is empty (no cases of that kind in a segment) is None.
@@ -66,7 +66,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pipeline.conversation import argument_problems, tool_schemas
+from pipeline.core.curation.conversation import argument_problems, tool_schemas
 from pipeline.evaluation.policy import calls_of
 
 FINAL = "<final_answer>"

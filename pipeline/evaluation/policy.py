@@ -11,9 +11,8 @@ or, when the output could not be parsed, the same with `"parse_error": "<why>"` 
 then holds the raw text and tool_calls is empty). A policy may add `"raw_text"`.
 
 - `ModelPolicy(generate_fn)` wraps any `generate_fn(messages, tools, seed) -> (raw_text,
-  parsed)`; `engine_policy(model_dir)` puts a model behind `pipeline.training.generate`'s
-  engine (imported lazily, so nothing here needs it), and its `act_many` answers many
-  conversations in one batched call.
+  parsed)`; `pipeline.learning.engine_policy` puts a model behind a generation engine (torch),
+  whose `act_many` answers many conversations in one batched call.
 - `ScriptedPolicy(spec)` is the simulator's scripted agent re-driven one step at a time: an
   oracle that knows the task spec (the user's facts and the plan), useful as an upper
   bound and to test the sandbox. `silent_wrong` injects the simulator's plausible wrong
@@ -34,7 +33,7 @@ Message = dict[str, Any]
 Tools = list[dict[str, Any]]
 GenerateFn = Callable[[list[Message], Tools, int], tuple[str, Mapping[str, Any] | None]]
 
-# keys of a `parsed` dict that mark an unparseable output: the training package's parser
+# keys of a `parsed` dict that mark an unparseable output: the chat template's parser
 # lists one line per unreadable call under `parse_errors`; other generators may say
 # `parse_error` or `error`
 PARSE_ERROR_KEYS = ("parse_errors", "parse_error", "error")
@@ -127,27 +126,6 @@ def turn_message(raw_text: str, parsed: Mapping[str, Any] | None, messages: Sequ
     return assistant_message(parsed.get("content"), calls, messages, raw_text=raw_text)
 
 
-class EnginePolicy:
-    """A model behind a generation engine (`pipeline.training.generate`): `act_many` hands
-    many conversations to the engine at once (it batches them and shares their prefix)."""
-
-    greedy = True  # the seed changes nothing: conversations with different seeds share a batch
-
-    def __init__(self, engine: Any) -> None:
-        from pipeline.training.chat_template import parse_assistant_output
-
-        self.engine = engine
-        self._parse = parse_assistant_output
-
-    def act(self, messages: list[Message], tools: Tools, seed: int) -> Message:
-        return self.act_many([(messages, tools)], seed)[0]
-
-    def act_many(self, conversations: Sequence[tuple[list[Message], Tools]], seed: int) -> list[Message]:
-        """Greedy decoding: the seed changes nothing and is accepted for the protocol."""
-        texts = self.engine.generate_many([(list(m), t) for m, t in conversations])
-        return [turn_message(text, self._parse(text), messages) for text, (messages, _) in zip(texts, conversations)]
-
-
 def _parse_error(parsed: Mapping[str, Any] | None) -> str | None:
     if not isinstance(parsed, Mapping):
         return "no parsed output"
@@ -158,15 +136,6 @@ def _parse_error(parsed: Mapping[str, Any] | None) -> str | None:
         if value:
             return value if isinstance(value, str) else "unparseable output"
     return None
-
-
-def engine_policy(model_dir: str, engine: str = "auto", max_new_tokens: int = 64,
-                  cache_root: str | None = None) -> EnginePolicy:
-    """The model in `model_dir` as a policy, behind the training package's generation engine
-    (lazy import: the evaluation package itself does not depend on pipeline.training or torch)."""
-    from pipeline.training.generate import generation_engine
-
-    return EnginePolicy(generation_engine(model_dir, engine, max_new_tokens, cache_root=cache_root))
 
 
 # -- scripted (oracle) policy ------------------------------------------------------------

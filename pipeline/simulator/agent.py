@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from random import Random
 from typing import Any
 
-from pipeline.record import Outcome, Step, ToolCall
+from pipeline.core.record import Outcome, Step, ToolCall
 from pipeline.simulator import user
 from pipeline.simulator.env import SupportEnv, ToolResult
 from pipeline.simulator.tasks import TaskSpec, check_success, replay

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from random import Random
 
-from pipeline.record import Consent, Feedback, Outcome
+from pipeline.core.record import Consent, Feedback, Outcome
 
 EXPLICIT_RATE = 0.35  # conversations where the user leaves a rating or thumbs
 IMPLICIT_THUMBS_RATE = 0.12  # e.g. copied the answer / reopened the chat

@@ -4,7 +4,7 @@
                               otel-000.jsonl, react-000.txt, ... (one format per file)
     OUT/ground_truth/<date>/  pii.jsonl, duplicates.jsonl, outcomes.jsonl, mess.jsonl, manifest.json
 
-Files are written with `pipeline.formats.export`, one record at a time, so each record's
+Files are written with `pipeline.core.formats.export`, one record at a time, so each record's
 line is known exactly and the ground truth can name it. Records of a lane are in start-time
 order; an exact replay always lands in a different file than its original (a re-sent
 batch), which also keeps OTLP traces, grouped per file by trace id, one per record.
@@ -20,9 +20,9 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from pipeline import formats
-from pipeline.formats import OpenAIMapping
-from pipeline.record import Trajectory
+from pipeline.core import formats
+from pipeline.core.formats import OpenAIMapping
+from pipeline.core.record import Trajectory
 from pipeline.simulator.agent import AgentProfile
 from pipeline.simulator.mess import EXACT_REPLAY_RATE, NEAR_DUPLICATE_RATE, Piece, near_duplicate, plant
 from pipeline.simulator.tasks import TaskMix

@@ -4,7 +4,7 @@ Real landing folders hold re-sent batches (exact replays), the same conversation
 twice by two integrations (near duplicates), lines cut off by a crashing writer, records
 from a buggy logger (wrong types), invalid UTF-8, stray text, unknown fields and blank
 lines. Each defect here is a pure function of one exported record's bytes, paired with the
-quarantine reason `pipeline.formats.parse_file` must give for it, so ingestion's accounting
+quarantine reason `pipeline.core.formats.parse_file` must give for it, so ingestion's accounting
 can be checked record by record. Corrupted records are extra copies: every simulated
 trajectory still lands intact at least once, so outcome ground truth stays complete.
 """
@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from random import Random
 from typing import Any
 
-from pipeline.formats import OpenAIMapping
+from pipeline.core.formats import OpenAIMapping
 from pipeline.simulator.traffic import SimRecord, locate_pii
 
 NEAR_DUPLICATE_RATE = 0.03  # per trajectory: logged again by a second integration

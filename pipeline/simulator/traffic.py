@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from random import Random
 
-from pipeline.record import Provenance, Step, Trajectory
+from pipeline.core.record import Provenance, Step, Trajectory
 from pipeline.simulator import user
 from pipeline.simulator.agent import REQUEST_PARAMS, SYSTEM_PROMPT, AgentProfile, run_episode
 from pipeline.simulator.feedback import conflicts, consent_for, feedback_for

@@ -8,9 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from pipeline.stack import free_port
+from pipeline.shell.local_stack import free_port
 
 FLYWHEEL = str(Path(sys.executable).with_name("flywheel"))
 
@@ -28,7 +26,7 @@ def _flywheel(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 def _one_error_line(result: subprocess.CompletedProcess) -> str:
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     return lines[0]
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import duckdb
 
-from pipeline.resources import DBT_PROJECT_DIR, venv_tool
-from pipeline.warehouse import replace_partition
+from pipeline.orchestration.resources import venv_tool
+from pipeline.settings import DBT_PROJECT_DIR
+from pipeline.shell.warehouse import replace_partition
 
 
 def _row(key: str, fmt: str = "canonical") -> dict:

@@ -24,9 +24,9 @@ import duckdb
 import pytest
 import yaml
 
-from pipeline.ingest import SourceFile, ingest_files, record_key
+from pipeline.shell.ingest import SourceFile, ingest_files, record_key
+from pipeline.shell.warehouse import replace_partition
 from pipeline.simulator import simulate
-from pipeline.warehouse import replace_partition
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
@@ -101,7 +101,8 @@ def _plant_defects(con: duckdb.DuckDBPyConnection, exclude: set[str]) -> str:
     first_tool = con.execute(
         "select min(step_index) from redacted.steps where record_key = ? and role = 'tool'", [PLANTED["unanswered"]]
     ).fetchall()[0][0]
-    con.execute("delete from redacted.steps where record_key = ? and step_index = ?", [PLANTED["unanswered"], first_tool])
+    con.execute("delete from redacted.steps where record_key = ? and step_index = ?",
+                [PLANTED["unanswered"], first_tool])
     for table in ("steps", "tool_calls"):
         con.execute(f"update redacted.{table} set step_index = step_index - 1 where record_key = ? and step_index > ?",
                     [PLANTED["unanswered"], first_tool])
@@ -112,7 +113,8 @@ def _plant_defects(con: duckdb.DuckDBPyConnection, exclude: set[str]) -> str:
                 [PLANTED["role_order"], PLANTED["role_order"]])
     # over-long: one model call with a huge context
     con.execute("update redacted.steps set prompt_tokens = 50000, completion_tokens = 10 where record_key = ? "
-                "and step_index = (select max(step_index) from redacted.steps where record_key = ? and role = 'assistant')",
+                "and step_index = (select max(step_index) from redacted.steps "
+                "where record_key = ? and role = 'assistant')",
                 [PLANTED["over_long"], PLANTED["over_long"]])
     # lucky: the last tool call failed and was never retried, yet the outcome is a success
     con.execute("update redacted.steps set content = null, error = '503 Service Unavailable: upstream service error' "
@@ -150,7 +152,8 @@ def curated(tmp_path_factory) -> Curated:
             con.execute(f"create table redacted.{table} as select * from raw.{table}")
         planted_source = _plant_defects(con, exact_replays)
     project = root / "dbt_project"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"))
+    shutil.copytree(DBT_PROJECT_DIR, project,
+                    ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"))
     started = time.monotonic()
     build = _dbt(["build"], project, db)
     seconds = time.monotonic() - started
@@ -210,7 +213,7 @@ def test_exact_duplicates_are_excluded_with_R01(curated, decisions):
 def test_near_duplicates_keep_one_representative(curated, decisions):
     assert len(curated.near_pairs) >= 3
     by_trajectory: dict[str, list[tuple]] = {}
-    for key, d in decisions.items():
+    for d in decisions.values():
         by_trajectory.setdefault(d[5], []).append(d)
     n_with_one_survivor = 0
     for near, original in curated.near_pairs:
@@ -246,7 +249,7 @@ def test_records_without_consent_are_excluded(curated, decisions):
 
 def test_train_and_eval_split_groups_are_disjoint(curated, decisions):
     split_of_group: dict[str, set[str]] = {}
-    for destination, _, split, group, *_ in decisions.values():
+    for _destination, _, split, group, *_ in decisions.values():
         split_of_group.setdefault(group, set()).add(split)
     assert all(len(splits) == 1 for splits in split_of_group.values())
     train = {d[3] for d in decisions.values() if d[0] == "train"}
@@ -270,7 +273,8 @@ def test_balancing_caps_the_commonest_task_type_and_keeps_the_rare_ones(curated)
     assert max(shares_before.values()) > max_share  # the skewed mix needed balancing
     assert all(r[4] <= max_share + 1e-9 for r in rows), rows
     total_after = sum(r[2] for r in rows)
-    assert total_after == curated.rows("select count(*) from marts.curation_decisions where destination = 'train'")[0][0]
+    train = curated.rows("select count(*) from marts.curation_decisions where destination = 'train'")
+    assert total_after == train[0][0]
     capped = {r[0] for r in rows if r[2] < r[1]}
     assert max(shares_before, key=shares_before.get) in capped  # the commonest type lost records
     assert len(capped) < len(rows)  # and not every type did
@@ -278,7 +282,9 @@ def test_balancing_caps_the_commonest_task_type_and_keeps_the_rare_ones(curated)
     assert rare
     weights = dict(curated.rows("select task_type, min(weight) from marts.sft_examples group by 1"))
     assert all(weights[t] > 1 for t in rare if t in weights)
-    assert curated.rows("select count(*) from marts.curation_decisions where list_contains(rule_ids, 'R12_balance_cap')")[0][0] > 0
+    capped_records = curated.rows(
+        "select count(*) from marts.curation_decisions where list_contains(rule_ids, 'R12_balance_cap')")
+    assert capped_records[0][0] > 0
 
 
 def _check_messages(messages: list) -> None:
@@ -366,7 +372,8 @@ def test_planted_defects_are_excluded_with_their_rule(curated, decisions):
         "select record_key, step_label from intermediate.int_step_labels where record_key = ? and is_error",
         [PLANTED["lucky"]]))
     assert labels == {PLANTED["lucky"]: "tool_error_unrecovered"}
-    recovered = curated.rows("select count(*) from intermediate.int_step_labels where step_label = 'tool_error_recovered'")
+    recovered = curated.rows(
+        "select count(*) from intermediate.int_step_labels where step_label = 'tool_error_recovered'")
     assert recovered[0][0] > 0
 
 

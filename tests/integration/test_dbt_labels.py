@@ -26,9 +26,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
-from pipeline.warehouse import replace_partition
 from test_dbt_curation import DBT_PROJECT_DIR, VARS, _dbt  # same dbt invocation and vars
+
+from pipeline.shell.warehouse import replace_partition
 
 PARTITION = "2026-11-20"
 TASK_TYPE = "lookup"  # one task type: balancing (R12) then keeps every train record
@@ -139,7 +139,8 @@ def warehouse(tmp_path_factory) -> Warehouse:
     with duckdb.connect(str(db)) as con:
         replace_partition(con, PARTITION, _tables(CASES), schema="redacted")
     project = root / "dbt_project"
-    shutil.copytree(DBT_PROJECT_DIR, project, ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"))
+    shutil.copytree(DBT_PROJECT_DIR, project,
+                    ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"))
     build = _dbt(["build"], project, db)
     assert build.returncode == 0, build.stdout[-5000:]
     return Warehouse(db, project)
@@ -197,7 +198,8 @@ def test_a_human_rating_outranks_implicit_signals(warehouse, tmp_path):
         assert (label, confidence, reason) == ("unknown", 0.0, "human_contradicted_by_implicit")
     # with a smaller penalty the human's polarity wins outright (and never the abandonment's)
     penalty = round(HUMAN - MIN_CONFIDENCE, 4) / 2
-    relabelled = _labels(warehouse, warehouse.rerun("int_quality_labels", {"label_conflict_penalty": penalty}, tmp_path))
+    relabelled = _labels(warehouse,
+                         warehouse.rerun("int_quality_labels", {"label_conflict_penalty": penalty}, tmp_path))
     assert relabelled["human_vs_abandonment"] == ("good", "human_rating", pytest.approx(HUMAN - penalty),
                                                    "human_kept_despite_implicit")
     assert relabelled["verified_vs_human"][2] == pytest.approx(VERIFIED - penalty)
@@ -223,7 +225,7 @@ def test_conflicting_signals_give_unknown_with_a_reason(warehouse):
     expected_unknown = {"verified_vs_both", "human_split", "implicit_split", "no_signal"}
     if HUMAN - PENALTY < MIN_CONFIDENCE:
         expected_unknown.add("human_vs_abandonment")
-    assert {name for name, l in labels.items() if l[0] == "unknown"} == expected_unknown
+    assert {name for name, label in labels.items() if label[0] == "unknown"} == expected_unknown
     assert all(reason for (_label, _source, _confidence, reason) in labels.values())
 
 

@@ -1,12 +1,13 @@
 """The lakeFS server, or the run itself, SIGKILLed at every point of a release.
 
-The scenarios live in pipeline/reliability.py because `flywheel bench reliability` runs and
-counts the same ones; here every scenario must hold on its own.
+The scenarios live in pipeline/harness/fault_scenarios.py because `flywheel bench
+reliability` runs and counts the same ones; here every scenario must hold on its own.
 """
 
 import pytest
 
-from pipeline.reliability import RELEASE_FAULTS, release_fault_scenarios, throwaway_lakefs
+from pipeline.harness.fault_scenarios import RELEASE_FAULTS, release_fault_scenarios
+from pipeline.harness.throwaway_stack import throwaway_lakefs
 from pipeline.settings import get_settings
 
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from pipeline.validation import validate_dataframe
+from pipeline.shell.validation import validate_dataframe
 
 SUITE = {
     "name": "steps_suite",

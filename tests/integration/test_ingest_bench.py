@@ -1,7 +1,7 @@
 """`flywheel bench ingest` on a small corpus: its three arms read the same files and its
 numbers add up (the speeds themselves are measured by the bench, never asserted)."""
 
-from pipeline.ingest_bench import format_ingest_bench, run_ingest_bench
+from pipeline.benchmarks.ingest import format_ingest_bench, run_ingest_bench
 from pipeline.settings import get_settings
 
 

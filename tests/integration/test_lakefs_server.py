@@ -34,7 +34,7 @@ def test_wrong_credentials_are_refused(lakefs_server):
 
 
 def _committed(lakefs_server, unique_name, files):
-    from pipeline.lakefs_store import commit_partition_files
+    from pipeline.shell.lakefs_store import commit_partition_files
 
     repo = lakefs.Repository(unique_name, client=lakefs_server.client()).create(
         storage_namespace=f"local://{unique_name}", default_branch="main"
@@ -45,7 +45,7 @@ def _committed(lakefs_server, unique_name, files):
 def test_verify_commit_accepts_exactly_the_uploaded_bytes(lakefs_server, unique_name):
     """Ingestion parses the bytes it uploaded, not a download of the commit: this check is
     what ties the two together (lakeFS's MD5 of each stored object against the bytes here)."""
-    from pipeline.lakefs_store import CommitMismatch, verify_commit
+    from pipeline.shell.lakefs_store import CommitMismatch, verify_commit
 
     files = {"a.jsonl": b'{"v": 1}\n', "b.txt": b"Thought: x\n" * 1000}
     repo, raw = _committed(lakefs_server, unique_name, files)

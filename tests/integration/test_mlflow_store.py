@@ -1,6 +1,6 @@
 """MLflow on a temporary sqlite store, through our resource: log, then find by tag."""
 
-from pipeline.resources import MlflowResource
+from pipeline.orchestration.resources import MlflowResource
 
 
 def test_run_is_logged_and_found_by_dagster_run_id(tmp_path):

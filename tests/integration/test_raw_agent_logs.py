@@ -10,7 +10,7 @@ import pytest
 from dagster_duckdb import DuckDBResource
 
 from assets.ingestion import raw_agent_logs
-from pipeline.resources import LakeFSResource
+from pipeline.orchestration.resources import LakeFSResource
 from pipeline.settings import get_settings
 from pipeline.simulator import simulate
 
@@ -88,7 +88,8 @@ def test_partition_is_committed_parsed_and_accounted_for(lakefs_server, landing,
             " + (select count(*) from raw.quarantine where source_uri not like $1)",
             [f"lakefs://raw-logs-ingest-test/{meta['raw_commit']}/dt={DAY}/%"],
         ).fetchall()[0][0]
-        reasons = con.execute("select count(*) from raw.quarantine where reason is null or detail = ''").fetchall()[0][0]
+        reasons = con.execute(
+            "select count(*) from raw.quarantine where reason is null or detail = ''").fetchall()[0][0]
     assert commits == [(meta["raw_commit"],)]
     assert prefixes == 0
     assert reasons == 0

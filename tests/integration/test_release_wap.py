@@ -5,7 +5,7 @@ import json
 import lakefs
 import pytest
 
-from pipeline.release import (
+from pipeline.shell.release import (
     VERDICT_PATH,
     ReleaseRejected,
     install_hooks,

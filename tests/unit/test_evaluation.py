@@ -11,7 +11,15 @@ from random import Random
 import pytest
 
 from pipeline.evaluation.metrics import (
-    FINAL, UNKNOWN_TOOL, UNPARSEABLE, answer_exact, answer_f1, answer_tokens, confusion, score_case, summarize,
+    FINAL,
+    UNKNOWN_TOOL,
+    UNPARSEABLE,
+    answer_exact,
+    answer_f1,
+    answer_tokens,
+    confusion,
+    score_case,
+    summarize,
 )
 from pipeline.evaluation.policy import ModelPolicy, ScriptedPolicy, assistant_message, scripted_factory
 from pipeline.evaluation.promotion import decide_promotion, incumbent_for
@@ -247,7 +255,7 @@ def test_model_policy_turns_parsed_output_into_assistant_messages():
 def test_an_unclosed_tool_call_makes_the_turn_invalid():
     """The training package's parser lists unreadable calls under `parse_errors`: one such call
     makes the whole turn unparseable, and the case counts in invalid_call_rate."""
-    from pipeline.training.chat_template import parse_assistant_output
+    from pipeline.core.training.chat_template import parse_assistant_output
 
     raw = '<tool_call>{"name": "issue_refund", "arguments": {"order_id": "ORD-1"'
     parsed = parse_assistant_output(raw)

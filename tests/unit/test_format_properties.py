@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_formats import URI, full_trajectory, minimal_trajectory, parse
 
-from pipeline.formats import (
+from pipeline.core.formats import (
     FORMATS,
     REASONS,
     OpenAIMapping,
@@ -32,8 +33,7 @@ from pipeline.formats import (
     export,
     quarantine_unknown_format,
 )
-from pipeline.formats._common import DETAIL_CHARS, EXCERPT_CHARS
-from test_formats import URI, full_trajectory, minimal_trajectory, parse
+from pipeline.core.formats.guard import DETAIL_CHARS, EXCERPT_CHARS
 
 
 def _settings(max_examples: int) -> settings:
@@ -67,7 +67,7 @@ JSON_CODEC_IDS = [i for i in CODEC_IDS if not i.startswith("react_text")]
 
 def _lines(data: bytes) -> list[tuple[int, bytes]]:
     """(1-based number, line) as the adapters number them, written out here rather than taken
-    from pipeline.formats._common.iter_lines so that it is checked too: split on \\n, a \\r
+    from pipeline.core.formats.json_lines.iter_lines so that it is checked too: split on \\n, a \\r
     before it is not part of the line, and a leading UTF-8 byte order mark is not part of
     line 1 (see test_formats' byte-order-mark test)."""
     data = data.removeprefix(codecs.BOM_UTF8)
@@ -328,7 +328,7 @@ def _outcome(decode: Any, text: str | bytes) -> tuple[str, Any]:
 
 def _reference(text: str | bytes) -> Any:
     """What ingestion read before msgspec: the stdlib's strict decoder, bytes as UTF-8."""
-    from pipeline.formats._common import STRICT_JSON
+    from pipeline.core.formats.json_lines import STRICT_JSON
 
     return STRICT_JSON.decode(text if isinstance(text, str) else text.decode("utf-8"))
 
@@ -347,7 +347,7 @@ def test_the_fast_json_decoder_reads_exactly_what_the_strict_stdlib_reader_reads
     """msgspec decodes ingestion's JSON; anything it refuses falls back to the stdlib reader.
     Whatever the input, the result is the stdlib reader's: the same value (and value types),
     or a refusal."""
-    from pipeline.formats._common import strict_json
+    from pipeline.core.formats.json_lines import strict_json
 
     fast, reference = _outcome(strict_json, text), _outcome(_reference, text)
     assert fast[0] == reference[0]

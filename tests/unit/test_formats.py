@@ -1,4 +1,4 @@
-"""pipeline.formats: round trips, detection, every quarantine reason, and the accounting rule
+"""pipeline.core.formats: round trips, detection, every quarantine reason, and the accounting rule
 (one Parsed or Quarantined per input record, never an exception)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.formats import (
+from pipeline.core.formats import (
     FORMATS,
     REASONS,
     OpenAIMapping,
@@ -23,7 +23,7 @@ from pipeline.formats import (
     export,
     parse_file,
 )
-from pipeline.record import (
+from pipeline.core.record import (
     SOURCE_FORMATS,
     Consent,
     Feedback,
@@ -364,7 +364,8 @@ def test_a_utf8_byte_order_mark_belongs_to_the_file_not_to_record_one(
     assert detect_format("no_suffix", with_bom[:4096]) == fmt
     records = list(parse(with_bom, fmt, mapping=mapping))
     assert quarantined(records) == []
-    assert [t.provenance.line for t in parsed(records)] == [t.provenance.line for t in parsed(parse(data, fmt, mapping=mapping))]
+    without_bom = parsed(parse(data, fmt, mapping=mapping))
+    assert [t.provenance.line for t in parsed(records)] == [t.provenance.line for t in without_bom]
     assert [without_provenance(t) for t in parsed(records)] == [
         without_provenance(t) for t in parsed(parse(data, fmt, mapping=mapping))]
 
@@ -420,7 +421,7 @@ def test_detects_react_without_a_header_line() -> None:
     ],
 )
 def test_unknown_format_is_none(name: str, head: bytes) -> None:
-    """The caller (pipeline.ingest) quarantines such files' lines as `unknown_format`."""
+    """The caller (pipeline.shell.ingest) quarantines such files' lines as `unknown_format`."""
     assert detect_format(name, head) is None
     assert "unknown_format" in REASONS
 
@@ -1115,7 +1116,7 @@ def test_content_digest_is_the_digest_of_the_record_without_provenance() -> None
 
     import orjson
 
-    from pipeline.ingest import content_digest
+    from pipeline.shell.ingest import content_digest
 
     def without_provenance(t: Trajectory) -> dict[str, Any]:
         body = dataclasses.asdict(t)

@@ -12,18 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.formats import REASONS, detect_format, parse_file
-from pipeline.hostile import (
+from pipeline.benchmarks.hostile_corpus import (
     DEEP_DEPTHS,
     INGESTED,
     MB,
     QUARANTINED,
     HostileManifest,
-    compare_outcomes,
     generate_hostile_corpus,
-    run_hostile_ingestion,
 )
-from pipeline.ingest import IngestResult, SourceFile, ingest_files, record_key
+from pipeline.benchmarks.hostile_ingestion import compare_outcomes, run_hostile_ingestion
+from pipeline.core.formats import REASONS, detect_format, parse_file
+from pipeline.shell.ingest import IngestResult, SourceFile, ingest_files, record_key
 
 SEED = 13
 N_RECORDS = 1200
@@ -229,7 +228,7 @@ def test_a_deeply_nested_but_valid_record_is_ingested_and_stored() -> None:
     because the record's digest went through the recursive dataclasses.asdict."""
     import duckdb
 
-    from pipeline.warehouse import replace_partition
+    from pipeline.shell.warehouse import replace_partition
 
     line = STEP + b'"hi","tool_calls":[]}],"deep":' + b"[" * 600 + b"]" * 600 + b"}"
     result = ingest_files([SourceFile("a.jsonl", _uri("a.jsonl"), line)], partition="p", raw_commit=None)
@@ -243,8 +242,8 @@ def test_the_asset_path_stores_the_whole_corpus(manifest: HostileManifest, tmp_p
     hostile value may stop the write, and every record is in exactly one table."""
     import duckdb
 
-    from pipeline.ingest import file_workers, merge_columnar, parse_files_columnar
-    from pipeline.warehouse import replace_partition
+    from pipeline.shell.ingest import file_workers, merge_columnar, parse_files_columnar
+    from pipeline.shell.warehouse import replace_partition
 
     files = [SourceFile(f.name, _uri(f.name), (manifest.out_dir / f.name).read_bytes()) for f in manifest.files]
     with file_workers(2) as map_files:

@@ -7,9 +7,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipeline.ingest import SourceFile, file_workers, ingest_files, merge_columnar, parse_files_columnar
+from pipeline.shell.ingest import SourceFile, file_workers, ingest_files, merge_columnar, parse_files_columnar
+from pipeline.shell.warehouse import partition_digests, replace_partition, to_arrow
 from pipeline.simulator import simulate
-from pipeline.warehouse import partition_digests, replace_partition, to_arrow
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_rows_parsed_before_the_commit_existed_name_it_once_bound(landing_files:
     bound to the commit, give exactly the tables of parsing the committed URIs."""
     from dataclasses import replace
 
-    from pipeline.ingest import bind_commit
+    from pipeline.shell.ingest import bind_commit
 
     prefix = "lakefs://raw/c0/"
     by_path = [replace(f, uri=f.uri.removeprefix(prefix)) for f in landing_files]
@@ -89,7 +89,7 @@ def test_workers_exit_when_the_step_that_owns_them_is_killed() -> None:
     owner = subprocess.Popen(
         [sys.executable, "-c",
          "import os, time, psutil\n"
-         "from pipeline.ingest import file_workers\n"
+         "from pipeline.shell.ingest import file_workers\n"
          "with file_workers(2) as map_files:\n"
          "    assert list(map_files(abs, [-1, -2])) == [1, 2]\n"
          "    me = psutil.Process()\n"
@@ -115,10 +115,10 @@ def test_workers_exit_when_the_step_that_owns_them_is_killed() -> None:
 def test_a_record_whose_id_cannot_be_stored_is_quarantined_and_the_file_still_stored() -> None:
     """A lone surrogate (valid JSON escape, not UTF-8) in the trajectory id: the record is
     quarantined with an excerpt that can itself be stored, and the rest of the file is kept."""
-    from pipeline.formats import export
-    from pipeline.ingest import IngestRules, ingest_file_columnar
-
     from test_formats import full_trajectory
+
+    from pipeline.core.formats import export
+    from pipeline.shell.ingest import IngestRules, ingest_file_columnar
 
     good = export("canonical", [full_trajectory("t-ok")])
     bad = good.replace(b'"t-ok"', b'"t-\\ud800"')

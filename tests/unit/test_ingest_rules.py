@@ -2,10 +2,10 @@
 launchpad): a file detection cannot place is quarantined as unknown_format until a rule
 names its format and where its fields sit."""
 
-from pipeline.formats import OpenAIMapping, export
-from pipeline.ingest import IngestRules, SourceFile, ingest_files
-
 from test_formats import full_trajectory, minimal_trajectory
+
+from pipeline.core.formats import OpenAIMapping, export
+from pipeline.shell.ingest import IngestRules, SourceFile, ingest_files
 
 VENDOR_PATHS = {"id": "req.id", "messages": "chat.turns", "tools": "chat.functions",
                 "success": "verdict.ok", "task_type": "req.kind"}

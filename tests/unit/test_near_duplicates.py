@@ -1,9 +1,13 @@
-"""Near-duplicate clustering (the method int_near_duplicates runs) and its benchmark corpus."""
+"""Near-duplicate clustering (the method int_near_duplicates runs) and its benchmark (corpus, baseline, truth)."""
 
-from pipeline.near_duplicates import (
-    Document, datasketch_as_documented, near_duplicate_clusters, pairs_from_clusters, planted_corpus,
-    run_dedup_bench, shingles, similar_pairs,
+from pipeline.benchmarks.dedup import (
+    datasketch_as_documented,
+    pairs_from_clusters,
+    planted_corpus,
+    run_dedup_bench,
+    similar_pairs,
 )
+from pipeline.core.curation.near_duplicates import Document, near_duplicate_clusters, shingles
 
 PARAMS = {"threshold": 0.85, "num_perm": 128, "width": 3}
 CONVERSATION = " ".join(f"step {i} the customer asks about order o-{i} and the agent looks it up" for i in range(30))

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from pipeline.redaction import (
+from pipeline.benchmarks.redact_scoring import EvalMessage, RedactorOutput, evaluate
+from pipeline.core.redaction import (
     PlaceholderMap,
     Span,
     TrajectoryRedactor,
@@ -17,9 +18,8 @@ from pipeline.redaction import (
     redact_tables,
     redact_text,
 )
-from pipeline.redaction.detectors import iban_valid, luhn_valid
-from pipeline.redaction.evaluate import EvalMessage, RedactorOutput, evaluate
-from pipeline.redaction.keys import key_entity_type
+from pipeline.core.redaction.detectors import iban_valid, luhn_valid
+from pipeline.core.redaction.keys import key_entity_type
 
 
 def found(text: str) -> list[tuple[str, str]]:
@@ -71,7 +71,8 @@ POSITIVES = [
     ("API_KEY", "our integration fails with API key sk-abcdefghijklmnopqrstuvwxyz0123456789ABCD, was it revoked?",
      "sk-abcdefghijklmnopqrstuvwxyz0123456789ABCD"),
     ("API_KEY", "aws key AKIAIOSFODNN7EXAMPLE leaked", "AKIAIOSFODNN7EXAMPLE"),
-    ("API_KEY", "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 in the repo", "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"),
+    ("API_KEY", "token ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789 in the repo",
+     "ghp_aBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"),
     ("API_KEY", "slack xoxb-123456789012-abcdefABCDEF works", "xoxb-123456789012-abcdefABCDEF"),
     ("API_KEY", "config api_key=9f8e7d6c5b4a39281706 set", "9f8e7d6c5b4a39281706"),
     ("TOKEN", "my app sends 'Authorization: Bearer abc123def456ghi789' and gets 401",
@@ -199,7 +200,8 @@ def test_json_tool_result_is_walked_and_only_changed_leaves_are_rewritten():
     result = (
         '{"customer_id": "C-22404", "name": "Amara Rossi", "email": "amara@proton.me",\n'
         ' "items": [{"sku": "SKU-1003", "name": "Insulated travel mug", "qty": 2}],\n'
-        ' "note": "Customer says: call me at +1 415-555-0123", "nested": {"address": {"street": "1 Main St", "zip": "78701"}}}'
+        ' "note": "Customer says: call me at +1 415-555-0123",'
+        ' "nested": {"address": {"street": "1 Main St", "zip": "78701"}}}'
     )
     out = redact_json(result)
     assert out.mode == "json"
@@ -389,7 +391,7 @@ def test_presidio_baseline_runs_offline_with_pattern_recognizers(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    from pipeline.redaction.presidio_baseline import presidio_redact_text
+    from pipeline.benchmarks.presidio_baseline import presidio_redact_text
 
     text, spans = presidio_redact_text("Mail john.doe@gmail.com or call +1 415-555-0123, card 4111 1111 1111 1111")
     assert "john.doe@gmail.com" not in text and "<EMAIL_ADDRESS>" in text
@@ -401,7 +403,7 @@ def test_presidio_baseline_runs_offline_with_pattern_recognizers(monkeypatch):
 
 @pytest.fixture(scope="module")
 def simulated(tmp_path_factory):
-    from pipeline.redaction.bench import corpus_messages, load_corpus
+    from pipeline.benchmarks.redact import corpus_messages, load_corpus
     from pipeline.simulator import simulate
 
     out = tmp_path_factory.mktemp("redaction-corpus")
@@ -411,8 +413,8 @@ def simulated(tmp_path_factory):
 
 
 def test_recall_on_simulated_corpus(simulated):
-    from pipeline.redaction.bench import run_ours
-    from pipeline.redaction.detectors import STRUCTURED_TYPES
+    from pipeline.benchmarks.redact import run_ours
+    from pipeline.core.redaction.detectors import STRUCTURED_TYPES
 
     _, truth, messages = simulated
     outputs, _ = run_ours(messages)
@@ -440,7 +442,7 @@ def test_redact_tables_on_simulated_corpus_leaves_no_planted_value(simulated):
 
 
 def test_benchmark_report_shape():
-    from pipeline.redaction.bench import format_benchmark, run_redaction_benchmark
+    from pipeline.benchmarks.redact import format_benchmark, run_redaction_benchmark
 
     result = run_redaction_benchmark(days=1, per_day=8, seed=3)
     assert result["corpus"]["messages"] > 0

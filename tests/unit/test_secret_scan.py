@@ -1,4 +1,4 @@
-"""pipeline.secret_scan: planted secrets (plain and trivially transformed) are found with their
+"""pipeline.harness.secret_scan: planted secrets (plain and trivially transformed) are found with their
 location, clean text gives no leaks, and a Leak never shows the secret."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from pipeline.secret_scan import (
+from pipeline.harness.secret_scan import (
     Leak,
     fingerprint,
     known_secrets,

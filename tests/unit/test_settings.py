@@ -38,7 +38,7 @@ def test_dagster_home_gets_an_instance_config_that_loads_and_is_never_overwritte
 
     import dagster as dg
 
-    from pipeline.stack import prepare_dagster_home
+    from pipeline.shell.local_stack import prepare_dagster_home
 
     settings = replace(get_settings(), state_dir=tmp_path)
     home = prepare_dagster_home(settings)

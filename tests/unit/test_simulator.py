@@ -12,8 +12,8 @@ from random import Random
 
 import pytest
 
-from pipeline.formats import Parsed, Quarantined, detect_format, parse_file
-from pipeline.ingest import DETECTION_HEAD_BYTES
+from pipeline.core.formats import Parsed, Quarantined, detect_format, parse_file
+from pipeline.shell.ingest import DETECTION_HEAD_BYTES
 from pipeline.simulator import SimulationSummary, simulate
 from pipeline.simulator.agent import AgentProfile, run_episode
 from pipeline.simulator.env import SupportEnv, luhn_valid
@@ -109,7 +109,8 @@ def test_unknown_and_undeployed_tools_are_errors():
     assert env.execute("drop_tables", {}).error == "unknown tool: drop_tables"
     assert env.execute("pause_subscription", {"subscription_id": "S-1000", "weeks": 2}).ok is False
     assert env.execute(["lookup_order"], {(1, 2): object(), "order_id": {1, 2}}).ok is False
-    assert env.execute("lookup_order", {"order_id": {1, 2}}).error == "invalid arguments: argument 'order_id' must be a string"
+    assert (env.execute("lookup_order", {"order_id": {1, 2}}).error
+            == "invalid arguments: argument 'order_id' must be a string")
     assert json.loads(json.dumps(env.state()))["audit"][-1]["arguments"]["order_id"] == "{1, 2}"
 
 

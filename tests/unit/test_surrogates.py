@@ -10,10 +10,10 @@ from random import Random
 
 import pytest
 
-from pipeline.redaction import detect, redact_tables
-from pipeline.redaction.detectors import iban_valid, luhn_valid
-from pipeline.redaction.placeholders import normalize
-from pipeline.redaction.surrogates import RESERVED_EMAIL_DOMAINS, IssuedSurrogates, SurrogateMap
+from pipeline.core.redaction import detect, redact_tables
+from pipeline.core.redaction.detectors import iban_valid, luhn_valid
+from pipeline.core.redaction.placeholders import normalize
+from pipeline.core.redaction.surrogates import RESERVED_EMAIL_DOMAINS, IssuedSurrogates, SurrogateMap
 
 KEY = bytes(range(32))
 
@@ -82,7 +82,8 @@ def test_one_value_one_surrogate_within_a_trajectory_in_each_place_s_own_format(
     assert m.replacement("PERSON", "Maria Keller") == full
 
 
-@pytest.mark.parametrize("value", ["Maria", "Dr.", "Mr Smith", "J. R. R. Tolkien", "maria keller", "Ms. Anna Maria Lopez"])
+@pytest.mark.parametrize("value", ["Maria", "Dr.", "Mr Smith", "J. R. R. Tolkien", "maria keller",
+                                   "Ms. Anna Maria Lopez"])
 def test_no_word_of_a_name_survives(value):
     """Every name word is replaced, whatever the key: 200 keys, none keeps a word (a first
     name kept next to a new last name would still say who it was)."""
@@ -159,7 +160,7 @@ def test_the_release_scan_accepts_issued_surrogates_and_catches_a_leak():
 def test_gx_no_pii_expectation_passes_surrogates_only_when_they_were_issued():
     import pandas as pd
 
-    from pipeline.validation import validate_dataframe
+    from pipeline.shell.validation import validate_dataframe
 
     result = redact_tables(TABLES, surrogate_key=KEY)
     frame = pd.DataFrame({"content": [row["content"] for row in result.tables["steps"]]})

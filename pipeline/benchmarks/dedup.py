@@ -1,0 +1,170 @@
+"""`flywheel bench dedup`: our near-duplicate clustering vs datasketch's MinHashLSH as
+documented, on a simulated corpus with planted near duplicates, at N and 4N documents.
+
+Truth is every pair whose exact word-shingle Jaccard similarity reaches the threshold
+(planted or not: simulated customers repeat themselves); planted recall is reported beside
+it. The algorithm itself is `pipeline.core.curation.near_duplicates`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from itertools import combinations
+from random import Random
+from typing import Any
+
+from pipeline.core.curation.near_duplicates import Document, near_duplicate_clusters, shingles
+from pipeline.core.record import Trajectory
+
+_SPACES = re.compile(r"\s+")
+
+
+def conversation_text(trajectory: Trajectory) -> str:
+    """The conversation without its (shared) system prompt, lower-cased with whitespace
+    collapsed, tool calls as `name(arguments)`: the shape of `dedup_text` in dbt."""
+    parts = []
+    for step in trajectory.steps:
+        if step.role == "system":
+            continue
+        text = (step.error or step.content) if step.role == "tool" else step.content
+        calls = ";".join(f"{c.name}({c.arguments})" for c in step.tool_calls or [])
+        parts.append(_SPACES.sub(" ", (text or "").strip()).lower() + " " + calls.lower())
+    return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Corpus:
+    documents: list[Document]
+    planted: set[frozenset[str]]  # pairs of keys planted as near duplicates of each other
+
+
+def planted_corpus(n: int, seed: int, rate: float = 0.1) -> Corpus:
+    """`n` simulated conversations, and for a `rate` share of them a near duplicate (the
+    simulator's own: reworded first message, new ids, shifted times), shuffled in."""
+    from pipeline.simulator.agent import AgentProfile
+    from pipeline.simulator.mess import near_duplicate
+    from pipeline.simulator.tasks import TaskMix
+    from pipeline.simulator.traffic import simulate_day
+
+    records = simulate_day(seed, 1, date(2026, 11, 16), n, TaskMix(), AgentProfile())
+    rng = Random(f"near-dup-corpus:{seed}")
+    documents, planted = [], set()
+    for record in records:
+        documents.append(_document(record.trajectory))
+        if rng.random() < rate:
+            copy = near_duplicate(record, rng).trajectory
+            documents.append(_document(copy))
+            planted.add(frozenset((record.trajectory.trajectory_id, copy.trajectory_id)))
+    rng.shuffle(documents)
+    return Corpus(documents, planted)
+
+
+def _document(t: Trajectory) -> Document:
+    return Document(t.trajectory_id, t.task_type or "", conversation_text(t))
+
+
+def pairs_from_clusters(rows: list[dict[str, Any]]) -> set[frozenset[str]]:
+    members: dict[str, list[str]] = {}
+    for row in rows:
+        members.setdefault(row["near_dup_cluster_key"], []).append(row["record_key"])
+    return {frozenset(pair) for keys in members.values() for pair in combinations(sorted(keys), 2)}
+
+
+def datasketch_as_documented(documents: Sequence[Document], threshold: float, num_perm: int,
+                             width: int) -> set[frozenset[str]]:
+    """The baseline: datasketch's MinHashLSH as its documentation shows it (a MinHash per
+    document, one `update` per shingle, insert, then query): every candidate is a duplicate."""
+    from datasketch import MinHash, MinHashLSH
+
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    sketches = {}
+    for document in documents:
+        sketch = MinHash(num_perm=num_perm)
+        for shingle in shingles(document.text, width):
+            sketch.update(shingle.encode("utf-8"))
+        sketches[document.key] = sketch
+        lsh.insert(document.key, sketch)
+    return {frozenset((key, other)) for key, sketch in sketches.items() for other in lsh.query(sketch)
+            if other != key}
+
+
+def similar_pairs(documents: Sequence[Document], threshold: float, width: int) -> set[frozenset[str]]:
+    """Every pair whose exact shingle Jaccard similarity reaches `threshold`: what both arms
+    estimate. All pairs, pruned by size (J >= t needs |small| >= t * |large|)."""
+    sets = sorted(((shingles(d.text, width), d.key) for d in documents), key=lambda item: len(item[0]))
+    found = set()
+    for i, (a, key_a) in enumerate(sets):
+        for b, key_b in sets[i + 1:]:
+            if len(a) < threshold * len(b):
+                break
+            if len(a & b) >= threshold * len(a | b):
+                found.add(frozenset((key_a, key_b)))
+    return found
+
+
+def _score(found: set[frozenset[str]], truth: set[frozenset[str]], planted: set[frozenset[str]],
+           seconds: float, n_docs: int) -> dict[str, Any]:
+    return {
+        "pairs_found": len(found),
+        "precision": round(len(found & truth) / len(found), 4) if found else 1.0,
+        "recall": round(len(found & truth) / len(truth), 4) if truth else 1.0,
+        "planted_recall": round(len(found & planted) / len(planted), 4) if planted else 1.0,
+        "seconds": round(seconds, 3),
+        "docs_per_second": round(n_docs / seconds, 1) if seconds else None,
+    }
+
+
+def run_dedup_bench(n: int, seed: int, threshold: float, num_perm: int, width: int, repeats: int = 3,
+                    log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Ours vs the documented baseline on the same planted corpus, at n and at 4n documents.
+    Truth: the pairs whose exact Jaccard similarity reaches the threshold (planted or not:
+    simulated customers do repeat themselves); planted recall is reported beside it."""
+    arms: dict[str, Callable[[Sequence[Document]], set[frozenset[str]]]] = {
+        "ours": lambda docs: pairs_from_clusters(near_duplicate_clusters(docs, threshold, num_perm, width)),
+        "datasketch": lambda docs: datasketch_as_documented(docs, threshold, num_perm, width),
+    }
+    warm_up = planted_corpus(20, seed + 1).documents  # imports and first-call costs, untimed
+    for arm in arms.values():
+        arm(warm_up)
+    result: dict[str, Any] = {"threshold": threshold, "num_perm": num_perm, "shingle_words": width}
+    for size in (n, 4 * n):
+        corpus = planted_corpus(size, seed)
+        truth = similar_pairs(corpus.documents, threshold, width)
+        row = result[f"n={size}"] = {"documents": len(corpus.documents), "planted_pairs": len(corpus.planted),
+                                     "similar_pairs": len(truth)}
+        for name, arm in arms.items():
+            seconds = []
+            for _ in range(repeats):  # the fastest of a few: wall time on a shared machine is noisy
+                started = time.perf_counter()
+                found = arm(corpus.documents)
+                seconds.append(time.perf_counter() - started)
+            row[name] = _score(found, truth, corpus.planted, min(seconds), len(corpus.documents))
+            log(f"  {name:10} {len(corpus.documents):6} documents: {row[name]}")
+    small, large = result[f"n={n}"], result[f"n={4 * n}"]
+    for name in arms:
+        # seconds per document at 4n over seconds per document at n: 1.0 is linear growth
+        result[f"{name}_growth_4n_vs_n"] = round(
+            (large[name]["seconds"] / large["documents"]) / (small[name]["seconds"] / small["documents"]), 2)
+    result["speedup_at_4n"] = round(large["datasketch"]["seconds"] / large["ours"]["seconds"], 2)
+    return result
+
+
+def format_dedup_bench(result: dict[str, Any]) -> str:
+    lines = [f"near duplicates: threshold {result['threshold']}, {result['num_perm']} permutations, "
+             f"{result['shingle_words']}-word shingles; truth = pairs with exact Jaccard >= threshold",
+             f"{'documents':>9} {'planted':>7} {'similar':>7}  {'arm':10} {'pairs':>6} {'precision':>9} "
+             f"{'recall':>6} {'planted recall':>14} {'docs/s':>8}"]
+    for key, row in result.items():
+        if key.startswith("n="):
+            for arm in ("ours", "datasketch"):
+                m = row[arm]
+                lines.append(f"{row['documents']:>9} {row['planted_pairs']:>7} {row['similar_pairs']:>7}  {arm:10} "
+                             f"{m['pairs_found']:>6} {m['precision']:>9.3f} {m['recall']:>6.3f} "
+                             f"{m['planted_recall']:>14.3f} {m['docs_per_second']:>8.0f}")
+    lines.append(f"seconds per document at 4N / at N (1.0 = linear): ours {result['ours_growth_4n_vs_n']}, "
+                 f"datasketch {result['datasketch_growth_4n_vs_n']}; ours is {result['speedup_at_4n']}x faster at 4N")
+    return "\n".join(lines)

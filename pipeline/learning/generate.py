@@ -1,0 +1,360 @@
+"""Use a (trained) model as the agent: assistant turns in the project template, one at a time
+or many at once.
+
+    model, tokenizer = load_for_inference(model_dir)
+    raw, parsed = generate_assistant_turn(model, tokenizer, messages, tools)
+    parsed["tool_calls"]  # [{"id": "call_1", "type": "function", "function": {"name", "arguments"}}]
+
+    engine = generation_engine(model_dir, max_new_tokens=64)
+    texts = engine.generate_many([(messages, tools), ...])  # raw turns, in order
+
+`messages` are TRL conversational messages (as in marts.sft_examples), ending where the
+assistant should speak. Decoding is greedy unless `temperature > 0`; `seed` makes sampling
+reproducible.
+
+Two engines, both greedy, both returning the raw turn before `<|im_end|>`:
+
+* `TransformersEngine`: transformers' `generate`, one conversation at a time. The plain,
+  obviously correct path, and the baseline `flywheel bench eval` measures against.
+* `BatchedEngine` (the default): evaluation prompts are ~1,500 tokens of which the first
+  ~1,300 (system prompt + tool schemas) are the same for every case of a deployment, and on
+  a CPU decoding is bound by reading the weights once per token. So the shared system turn
+  is read once and its KV cache reused, and cases are decoded in batches (see the class).
+  `flywheel bench eval` checks its predictions against the plain engine's on the same cases.
+  Tried and dropped: CTranslate2 4.8.5 (float32, its prompt cache and batching) took
+  longer per case here than plain transformers (11 s vs 9 s), and int8 changes greedy outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from pipeline.core.training.chat_template import CHAT_TEMPLATE, END_OF_TURN, ParsedTurn, parse_assistant_output
+from pipeline.learning.tokenizer import load_tokenizer
+
+Conversation = tuple[list[dict[str, Any]], list[dict[str, Any]] | None]  # (messages, tools)
+ENGINES = ("batched", "transformers")
+
+
+def load_for_inference(model_dir: Path | str) -> tuple[Any, Any]:
+    """(model, tokenizer) on GPU (bf16) when there is one, else CPU (fp32), in eval mode."""
+    from transformers import AutoModelForCausalLM
+
+    cuda = torch.cuda.is_available()
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32)
+    model.to("cuda" if cuda else "cpu").eval()
+    return model, load_tokenizer(model_dir)
+
+
+def prompt_ids(tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None) -> list[int]:
+    """The conversation in the project template, ending with the assistant's turn opener."""
+    encoded = tokenizer.apply_chat_template(messages, tools=tools or None, chat_template=CHAT_TEMPLATE,
+                                            add_generation_prompt=True, return_dict=True)
+    return list(encoded["input_ids"])
+
+
+@torch.inference_mode()
+def generate_assistant_turn(model: Any, tokenizer: Any, messages: list[dict[str, Any]],
+                            tools: list[dict[str, Any]] | None = None, max_new_tokens: int = 256,
+                            seed: int = 0, temperature: float = 0.0) -> tuple[str, ParsedTurn]:
+    """The model's next assistant turn: (raw generated text without the end marker, parsed)."""
+    raw = _generate_ids(model, tokenizer, prompt_ids(tokenizer, messages, tools), max_new_tokens, seed, temperature)
+    return raw, parse_assistant_output(raw)
+
+
+def _generate_ids(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int, seed: int = 0,
+                  temperature: float = 0.0, end_token: str = END_OF_TURN) -> str:
+    input_ids = torch.tensor([ids], device=model.device)
+    end_id = tokenizer.convert_tokens_to_ids(end_token)
+    torch.manual_seed(seed)
+    sampling = temperature > 0
+    output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                            max_new_tokens=max_new_tokens, do_sample=sampling,
+                            temperature=temperature if sampling else None, top_p=None, top_k=None,
+                            eos_token_id=end_id, pad_token_id=tokenizer.pad_token_id)
+    new_tokens = output[0, input_ids.shape[1]:]
+    return tokenizer.decode(new_tokens, skip_special_tokens=False).split(end_token, 1)[0]
+
+
+@dataclass
+class GenerationStats:
+    """What an engine did: conversations, prompt and generated tokens, seconds generating."""
+
+    conversations: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # prompt tokens served from a cached shared prefix
+    new_tokens: int = 0
+    seconds: float = 0.0
+    calls: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {k: v for k, v in self.__dict__.items() if k != "extra"}
+        return out | self.extra
+
+
+class GenerationEngine(Protocol):
+    name: str
+    stats: GenerationStats
+
+    def generate_many(self, conversations: Sequence[Conversation]) -> list[str]:
+        """The raw assistant turn (before `<|im_end|>`) for every (messages, tools), in order."""
+        ...
+
+
+class TransformersEngine:
+    """transformers' `generate`, one conversation at a time, greedy."""
+
+    name = "transformers"
+
+    def __init__(self, model_dir: Path | str, max_new_tokens: int = 64, end_token: str = END_OF_TURN) -> None:
+        self.model, self.tokenizer = load_for_inference(model_dir)
+        self.max_new_tokens, self.end_token = max_new_tokens, end_token
+        self.stats = GenerationStats()
+
+    def generate_many(self, conversations: Sequence[Conversation]) -> list[str]:
+        out = []
+        for messages, tools in conversations:
+            ids = prompt_ids(self.tokenizer, messages, tools)
+            started = time.perf_counter()
+            with torch.inference_mode():
+                text = _generate_ids(self.model, self.tokenizer, ids, self.max_new_tokens, end_token=self.end_token)
+            self.stats.seconds += time.perf_counter() - started
+            self.stats.calls += 1
+            self.stats.conversations += 1
+            self.stats.prompt_tokens += len(ids)
+            self.stats.new_tokens += len(self.tokenizer.encode(text, add_special_tokens=False)) + 1
+            out.append(text)
+        return out
+
+
+def shared_prefix_length(tokenizer: Any, ids: Sequence[int]) -> int:
+    """Tokens of the leading system turn (through its `<|im_end|>` and newline), the part
+    every case of a deployment shares; 0 when there is none or nothing follows it."""
+    end_id = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    if end_id not in ids:
+        return 0
+    length = list(ids).index(end_id) + 1
+    if length < len(ids) and tokenizer.decode([ids[length]]) == "\n":
+        length += 1
+    return length if length < len(ids) else 0
+
+
+class BatchedEngine:
+    """Greedy decoding in plain PyTorch that reads each shared prompt prefix once and decodes
+    many conversations together.
+
+    Prefill, one conversation at a time (no padding): conversations are taken in token
+    order, so those that share a beginning sit next to each other (every case of a
+    deployment shares the ~1,300-token system turn; the cases of one trajectory share its
+    whole history up to the earlier decision point). Each prompt starts from the KV cache of
+    the longest already-read prefix (one of the last `batch_size` prompts read, such as the
+    same sandbox conversation one turn earlier, or its system turn, read once and kept) and
+    runs only the tokens after it.
+    Decode, `batch_size` conversations at a time: their caches are laid side by side in one
+    preallocated cache (left-aligned so the newest tokens line up; a growing cache would
+    copy itself at every token), and each step runs one token per row, computing the
+    vocabulary projection for that position only. Positions continue each row's own, so
+    every row sees what it would see alone. Rows that produced `<|im_end|>` stop; once they
+    are half the batch they leave it. On a CPU a decoding step costs about one read of the
+    weights whatever the batch, which is where batching pays.
+    """
+
+    name = "batched"
+
+    def __init__(self, model_dir: Path | str, max_new_tokens: int = 64, batch_size: int = 16,
+                 end_token: str = END_OF_TURN) -> None:
+        started = time.perf_counter()
+        self.model, self.tokenizer = load_for_inference(model_dir)
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.end_token = end_token
+        self.end_id = self.tokenizer.convert_tokens_to_ids(end_token)
+        self._system_turns: dict[tuple[int, ...], Any] = {}  # system turn -> its KV cache
+        # the last prompts read, with their caches (a few hundred MB at most: batch_size of them)
+        self._recent: deque[tuple[list[int], Any]] = deque(maxlen=batch_size)
+        self.stats = GenerationStats(extra={"load_seconds": time.perf_counter() - started,
+                                            "prefill_seconds": 0.0, "decode_seconds": 0.0})
+
+    def generate_many(self, conversations: Sequence[Conversation]) -> list[str]:
+        encoded = [prompt_ids(self.tokenizer, messages, tools) for messages, tools in conversations]
+        order = sorted(range(len(encoded)), key=lambda i: encoded[i])
+        texts: list[str] = [""] * len(encoded)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            for i, text in zip(chunk, self._generate([encoded[i] for i in chunk])):
+                texts[i] = text
+        self.stats.conversations += len(encoded)
+        self.stats.prompt_tokens += sum(len(ids) for ids in encoded)
+        return texts
+
+    def _known_prefix(self, ids: list[int]) -> tuple[int, Any]:
+        """(length, cache) of the longest already-read prefix of `ids` that leaves at least
+        one token to read (the model must see the last token to predict the next)."""
+        system = tuple(ids[:shared_prefix_length(self.tokenizer, ids)])
+        if system and system not in self._system_turns:
+            with torch.inference_mode():
+                self._system_turns[system] = self.model(
+                    input_ids=torch.tensor([system], device=self.model.device), use_cache=True,
+                    logits_to_keep=1).past_key_values
+        best, best_cache = (len(system), self._system_turns[system]) if system else (0, None)
+        for seen, cache in self._recent:
+            common = min(len(os.path.commonprefix([seen, ids])), len(ids) - 1)
+            if common > best:
+                best, best_cache = common, cache
+        return best, best_cache
+
+    @torch.inference_mode()
+    def _prefill(self, ids: list[int]) -> tuple[Any, int]:
+        """The prompt's KV cache and the first generated token."""
+        known, cache = self._known_prefix(ids)
+        if cache is not None:
+            cache = copy.deepcopy(cache)
+            excess = cache.get_seq_length() - known
+            if excess > 0:
+                cache.crop(-excess)
+        out = self.model(input_ids=torch.tensor([ids[known:]], device=self.model.device), past_key_values=cache,
+                         use_cache=True, logits_to_keep=1)
+        self._recent.append((ids, out.past_key_values))
+        self.stats.cached_prompt_tokens += known
+        return out.past_key_values, int(out.logits[0, -1].argmax())
+
+    def _batch_cache(self, caches: list[Any], width: int) -> Any:
+        """The rows' caches side by side in one preallocated cache of `width` +
+        max_new_tokens slots; row r's n tokens fill slots width-n .. width-1."""
+        from transformers import StaticCache
+
+        batch = StaticCache(config=self.model.config, max_cache_len=width + self.max_new_tokens)
+        for index, layer in enumerate(batch.layers):
+            shapes = caches[0].layers[index].keys
+            keys = shapes.new_zeros((len(caches), shapes.shape[1], width, shapes.shape[3]))
+            values = torch.zeros_like(keys)
+            for r, cache in enumerate(caches):
+                n = cache.layers[index].keys.shape[2]
+                keys[r, :, width - n:] = cache.layers[index].keys[0]
+                values[r, :, width - n:] = cache.layers[index].values[0]
+            layer.update(keys, values)
+        return batch
+
+    @staticmethod
+    def _drop_rows(cache: Any, keep: torch.Tensor) -> None:
+        for layer in cache.layers:
+            layer.keys, layer.values = layer.keys.index_select(0, keep), layer.values.index_select(0, keep)
+            layer.batch_size = len(keep)
+
+    @torch.inference_mode()
+    def _generate(self, prompts: list[list[int]]) -> list[str]:
+        started = time.perf_counter()
+        device = self.model.device
+        caches, first = zip(*(self._prefill(ids) for ids in prompts))
+        prefilled = time.perf_counter()
+        width = max(len(ids) for ids in prompts)
+        cache = self._batch_cache(list(caches), width)
+        del caches
+        mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
+        for r, ids in enumerate(prompts):
+            mask[r, width - len(ids):] = 1
+        next_tokens = torch.tensor(first, device=device)
+        positions = torch.tensor([len(ids) for ids in prompts], device=device)  # of the next token
+        alive = list(range(len(prompts)))  # the prompt each batch row generates for
+        generated: list[list[int]] = [[] for _ in prompts]
+        finished: set[int] = set()
+        for step in range(self.max_new_tokens):
+            for b, row in enumerate(alive):
+                if row not in finished:
+                    token = int(next_tokens[b])
+                    generated[row].append(token)
+                    if token == self.end_id or step + 1 == self.max_new_tokens:
+                        finished.add(row)
+            keep = [b for b, row in enumerate(alive) if row not in finished]
+            if not keep:
+                break
+            if 2 * len(keep) <= len(alive):  # finished rows leave once they are half the batch
+                index = torch.tensor(keep, device=device)
+                self._drop_rows(cache, index)
+                next_tokens, mask, positions = next_tokens[index], mask[index], positions[index]
+                alive = [alive[b] for b in keep]
+            mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
+            out = self.model(input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
+                             past_key_values=cache, use_cache=True)
+            positions = positions + 1
+            next_tokens = out.logits[:, -1].argmax(-1)
+        done = time.perf_counter()
+        self.stats.seconds += done - started
+        self.stats.extra["prefill_seconds"] += prefilled - started
+        self.stats.extra["decode_seconds"] += done - prefilled
+        self.stats.calls += 1
+        self.stats.new_tokens += sum(len(g) for g in generated)
+        return [self.tokenizer.decode(g, skip_special_tokens=False).split(self.end_token, 1)[0] for g in generated]
+
+
+class CachedEngine:
+    """An engine's greedy outputs remembered in a JSON-lines file, keyed by the conversation:
+    with the same model, engine and token limit a prompt always gives the same turn, so a
+    nightly evaluation generates only for cases and sandbox turns it has not seen (the base
+    model and the champion are judged again on mostly the same cases). The model is loaded
+    on the first miss. `identity` must change whenever the weights do (a registered version,
+    a base model directory's name and digest)."""
+
+    def __init__(self, make_engine: Callable[[], GenerationEngine], path: Path) -> None:
+        self._make_engine = make_engine
+        self._engine: GenerationEngine | None = None
+        self.path = Path(path)
+        self.name = "cached"
+        self.hits = 0
+        self._known: dict[str, str] = {}
+        if self.path.exists():
+            for line in self.path.read_text(encoding="utf-8").splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # a line cut short by a crash: generate that one again
+                    continue
+                self._known[entry["key"]] = entry["text"]
+
+    @property
+    def stats(self) -> GenerationStats:
+        stats = self._engine.stats if self._engine is not None else GenerationStats()
+        stats.extra["cache_hits"] = self.hits
+        return stats
+
+    @staticmethod
+    def key(conversation: Conversation) -> str:
+        messages, tools = conversation
+        text = json.dumps([messages, tools or []], sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def generate_many(self, conversations: Sequence[Conversation]) -> list[str]:
+        keys = [self.key(c) for c in conversations]
+        missing = [i for i, key in enumerate(keys) if key not in self._known]
+        self.hits += len(keys) - len(missing)
+        if missing:
+            if self._engine is None:
+                self._engine = self._make_engine()
+            texts = self._engine.generate_many([conversations[i] for i in missing])
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a", encoding="utf-8") as handle:
+                for i, text in zip(missing, texts):
+                    self._known[keys[i]] = text
+                    handle.write(json.dumps({"key": keys[i], "text": text}, ensure_ascii=False) + "\n")
+        return [self._known[key] for key in keys]
+
+
+def generation_engine(model_dir: Path | str, engine: str = "batched", max_new_tokens: int = 64,
+                      batch_size: int = 16) -> GenerationEngine:
+    """`batched` (the default) or `transformers` (plain generate, one at a time)."""
+    if engine == "transformers":
+        return TransformersEngine(model_dir, max_new_tokens)
+    if engine == "batched":
+        return BatchedEngine(model_dir, max_new_tokens, batch_size)
+    raise ValueError(f"unknown generation engine {engine!r} (one of {', '.join(ENGINES)})")

@@ -1,5 +1,0 @@
-"""Fine-tuning: base model, chat template, data preparation, training, generation, benchmark.
-
-Import the submodules (`pipeline.training.train`, ...): this package imports no heavy
-library (torch, transformers) at import time.
-"""
