@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -20,15 +20,17 @@ _SESSION_STATE = Path(tempfile.mkdtemp(prefix="flywheel-test-state-"))
 os.environ.setdefault("FLYWHEEL_TOOLS_DIR", str(PROJECT_ROOT / ".state" / "tools"))
 os.environ["FLYWHEEL_STATE_DIR"] = str(_SESSION_STATE)
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
+# One surrogate key for every run: the same inputs redact to the same data, run after run.
+os.environ.setdefault("FLYWHEEL_SURROGATE_KEY", "flywheel-tests-only")
 os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
 
 from pipeline.settings import get_settings  # noqa: E402  (after the environment is set)
-from pipeline.stack import (  # noqa: E402
+from pipeline.shell.local_stack import (  # noqa: E402
     ensure_lakefs_binary,
     free_port,
     lakefs_env,
-    wait_until_healthy,
     stop_process_group,
+    wait_until_healthy,
 )
 
 
@@ -44,7 +46,7 @@ class LakeFSServer:
         return lakefs.Repository(name, client=self.client())
 
     def client(self):
-        from pipeline.resources import LakeFSResource
+        from pipeline.orchestration.resources import LakeFSResource
 
         return LakeFSResource(endpoint=self.endpoint).client()
 

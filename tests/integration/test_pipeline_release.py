@@ -5,8 +5,8 @@ import hashlib
 import json
 import os
 import shutil
-from pathlib import Path
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import duckdb
@@ -19,9 +19,9 @@ from assets.ingestion import raw_agent_logs
 from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
 from assets.validation import gx_checks
-from pipeline.quality import MART_KEYS, load_mart, parquet_bytes
-from pipeline.resources import LakeFSResource, dbt_project, venv_tool
+from pipeline.orchestration.resources import LakeFSResource, dbt_project, venv_tool
 from pipeline.settings import get_settings
+from pipeline.shell.marts import MART_KEYS, load_mart, parquet_bytes
 from pipeline.simulator import simulate
 
 START = date(2026, 11, 16)
@@ -156,7 +156,7 @@ def test_a_clean_run_publishes_exactly_the_marts(pipeline_env, published):
 def test_curation_rerun_on_the_same_raw_commits_reproduces_every_mart_digest(pipeline_env, published, tmp_path):
     """A warehouse holding only the ingested tables (same raw commits), curated again from
     scratch by the same code, gives byte-identical marts: the digests the data card records."""
-    from pipeline.warehouse import GOVERNANCE_SCHEMA, RAW_SCHEMA, REDACTED_SCHEMA
+    from pipeline.shell.warehouse import GOVERNANCE_SCHEMA, RAW_SCHEMA, REDACTED_SCHEMA
 
     db = tmp_path / "rebuilt.duckdb"
     with duckdb.connect(str(db)) as con:
@@ -185,7 +185,7 @@ def test_ingestion_killed_midway_then_rerun_gives_the_same_tables(pipeline_env, 
     """The run process is SIGKILLed after the raw commit, and inside the warehouse write with
     part of the partition inserted; nothing of it is visible, and the re-run's tables equal
     an uninterrupted run's. (`flywheel bench reliability` counts the same scenarios.)"""
-    from pipeline.reliability import INGESTION_FAULTS, ingestion_fault_scenarios
+    from pipeline.harness.fault_scenarios import INGESTION_FAULTS, ingestion_fault_scenarios
 
     result = ingestion_fault_scenarios(pipeline_env["server"].endpoint, DAYS[0], tmp_path)
     assert [s["failpoint"] for s in result["scenarios"]] == list(INGESTION_FAULTS)
@@ -207,10 +207,11 @@ def _planted(pipeline_env, tmp_path, sql: str):
 
 
 PLANTS = {
+    # an address redaction never issued (surrogates are accepted, anything else is a leak)
     "pii": (
-        "UPDATE marts.sft_examples SET messages = replace(messages::varchar, '<EMAIL_1>', "
-        "'jane.roe@example.org')::json WHERE record_key = (SELECT min(record_key) FROM "
-        "marts.sft_examples WHERE messages::varchar LIKE '%<EMAIL_1>%')",
+        "UPDATE marts.sft_examples SET messages = replace(messages::varchar, '\"role\":\"user\",\"content\":\"', "
+        "'\"role\":\"user\",\"content\":\"Write to maria.keller7@gmail.com. ')::json "
+        "WHERE record_key = (SELECT min(record_key) FROM marts.sft_examples)",
         "sft_examples",
     ),
     "group_overlap": (
@@ -253,8 +254,8 @@ def test_a_planted_violation_publishes_nothing_and_leaves_evidence(pipeline_env,
 
 
 def test_forgetting_a_user_excludes_them_from_the_next_release(pipeline_env, published, tmp_path):
-    from pipeline.audit import find_in_releases
-    from pipeline.warehouse import record_consent_revocation
+    from pipeline.shell.audit import find_in_releases
+    from pipeline.shell.warehouse import record_consent_revocation
 
     db = tmp_path / "forget.duckdb"
     shutil.copy(pipeline_env["db"], db)
@@ -281,8 +282,8 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
 
     from assets.evaluation import evaluation_report
     from assets.training import fine_tuned_model
-    from pipeline.audit import MODEL_NAME, trace_model
-    from pipeline.resources import MlflowResource
+    from pipeline.orchestration.resources import MlflowResource
+    from pipeline.shell.audit import MODEL_NAME, trace_model
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -346,8 +347,12 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
     # Secret hygiene over everything this module's runs produced: every Dagster event (logs,
     # asset metadata, check results), the MLflow store (params, tags, artifacts, the report),
     # and the released data and data cards on the datasets repository's main.
-    from pipeline.secret_scan import (
-        known_secrets, scan_for_secrets, texts_from_dagster, texts_from_lakefs, texts_from_mlflow,
+    from pipeline.harness.secret_scan import (
+        known_secrets,
+        scan_for_secrets,
+        texts_from_dagster,
+        texts_from_lakefs,
+        texts_from_mlflow,
         texts_from_tree,
     )
 
@@ -416,10 +421,10 @@ def test_mlflow_dying_during_training_fails_clearly_and_the_rerun_registers_once
     version was registered; the run fails with one clear message, and once the server is back
     a re-run leaves exactly one registered version."""
     from assets.training import fine_tuned_model
-    from pipeline.audit import MODEL_NAME
-    from pipeline.reliability import throwaway_stack_settings
-    from pipeline.resources import MlflowResource
-    from pipeline.stack import running_pid, services, start_service, stop_service
+    from pipeline.harness.throwaway_stack import throwaway_stack_settings
+    from pipeline.orchestration.resources import MlflowResource
+    from pipeline.shell.audit import MODEL_NAME
+    from pipeline.shell.local_stack import running_pid, services, start_service, stop_service
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     stack = throwaway_stack_settings(get_settings())
