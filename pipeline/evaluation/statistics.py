@@ -1,14 +1,15 @@
 """Uncertainty of evaluation results: pure functions over counts and paired outcomes.
 
-- `wilson(k, n)`: the Wilson score interval of a rate (Wilson 1927), the interval every rate
+- `wilson(k, n)`: the Wilson score interval of a rate (Wilson 1927; computed by scipy), the interval every rate
   in the report carries. Unlike the normal ("Wald") interval it stays inside [0, 1] and keeps
   near-nominal coverage at the small n and extreme rates evaluation produces (0 of 60).
 - `paired_difference(challenger, incumbent)`: two models judged on the SAME cases. The
   difference of their rates gets Newcombe's hybrid score interval for paired data (Newcombe
   1998, Statistics in Medicine 17:2635, method 10): the two Wilson intervals combined with
   the correlation of the pairs, so that cases both models get right (or wrong) narrow the
-  interval instead of being counted as independent evidence. It comes with the exact
-  McNemar test (a two-sided binomial test on the discordant pairs).
+  interval instead of being counted as independent evidence (no library we have computes
+  it; it is a few lines over scipy's Wilson intervals). It comes with the exact McNemar
+  test (a two-sided binomial test on the discordant pairs).
 - `paired_bootstrap(...)`: a percentile bootstrap over cases for any per-case score (F1,
   say), seeded, for metrics that are not right/wrong.
 
@@ -22,15 +23,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from statistics import NormalDist
 from typing import Any
-
-
-def z_value(confidence: float) -> float:
-    """The two-sided normal quantile: 1.959964 for 0.95."""
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    return NormalDist().inv_cdf(0.5 + confidence / 2)
 
 
 @dataclass(frozen=True)
@@ -54,31 +47,24 @@ class Rate:
 
 
 def wilson(k: int, n: int, confidence: float = 0.95) -> Rate:
-    """The Wilson score interval of k successes in n trials."""
+    """The Wilson score interval of k successes in n trials (scipy's `binomtest`)."""
+    from scipy.stats import binomtest
+
     if n < 0 or not 0 <= k <= n:
         raise ValueError(f"need 0 <= k <= n, got k={k}, n={n}")
     if n == 0:
         return Rate(k, n, None, None, None, confidence)
-    z = z_value(confidence)
-    p = k / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    # At k = 0 (or n) the bound is exactly 0 (or 1); the float formula can miss it by 1e-17.
-    low = 0.0 if k == 0 else max(0.0, centre - half)
-    high = 1.0 if k == n else min(1.0, centre + half)
-    return Rate(k, n, p, low, high, confidence)
+    interval = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return Rate(k, n, k / n, float(interval.low), float(interval.high), confidence)
 
 
 def mcnemar_exact(only_challenger: int, only_incumbent: int) -> float:
     """Two-sided exact McNemar p-value: under "no difference" each discordant pair is a fair
-    coin; p is twice the smaller binomial tail (capped at 1). 1.0 with no discordant pairs."""
+    coin (scipy's exact binomial test). 1.0 with no discordant pairs."""
+    from scipy.stats import binomtest
+
     n = only_challenger + only_incumbent
-    if n == 0:
-        return 1.0
-    smaller = min(only_challenger, only_incumbent)
-    tail = sum(math.comb(n, i) for i in range(smaller + 1)) / 2 ** n
-    return min(1.0, 2 * tail)
+    return float(binomtest(only_challenger, n, 0.5).pvalue) if n else 1.0
 
 
 @dataclass(frozen=True)
