@@ -348,9 +348,12 @@ def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
 @click.option("--examples", "n_examples", type=_count(), default=12, show_default=True)
 @click.option("--model", default="smollm2", show_default=True,
               help="smollm2 (embedded SmolLM2-135M), tiny (random, seconds) or a model dir.")
+@click.option("--arm", "arms", multiple=True, default=("padding", "flywheel"), show_default=True,
+              type=click.Choice(["padding", "flywheel", "flywheel_packed", "flywheel_no_prefix"]),
+              help="Arms to run, in order (repeat the option).")
 @click.option("--json", "as_json", is_flag=True)
-def bench_train(n_examples: int, model: str, as_json: bool) -> None:
-    """Effective (non-padding) trained tokens/s and peak memory of our packed training step
+def bench_train(n_examples: int, model: str, arms: tuple[str, ...], as_json: bool) -> None:
+    """Effective (non-padding) trained tokens/s and peak memory of our training step
     next to transformers' Trainer with default padding, same data and model, one run.
     Reads sft_examples from the warehouse (run the pipeline first)."""
     import json
@@ -359,7 +362,7 @@ def bench_train(n_examples: int, model: str, as_json: bool) -> None:
 
     settings = get_settings()
     result = run_train_benchmark(duckdb_path=settings.duckdb_path, n_examples=n_examples, model=model,
-                                 cache_dir=settings.state_dir / "models")
+                                 cache_dir=settings.state_dir / "models", arms=arms)
     click.echo(json.dumps(result, indent=2, default=str) if as_json else format_train_benchmark(result))
 
 

@@ -5,10 +5,13 @@ the same examples with the same assistant-only labels:
 
 * `padding`: transformers' `Trainer`, its default model loss, `DataCollatorForSeq2Seq`
   padding each batch of `batch_size` examples to the longest, random order, no packing.
-* `flywheel`: `train.fit_sft`: best-fit packing with the shared system/tools prefix, 4D
-  attention mask, logits at supervised positions only.
-* `flywheel_no_prefix` (optional): the same without prefix sharing, to show what each part
-  contributes.
+* `flywheel`: `train.fit_sft` as the pipeline runs it: examples that share the system/tools
+  prefix batched behind one forward pass of it (prefix batches), logits at supervised
+  positions only.
+* `flywheel_packed` (optional): best-fit packed rows behind one copy of the prefix with a 4D
+  attention mask instead of prefix batches.
+* `flywheel_no_prefix` (optional): packed rows without prefix sharing, to show what each
+  part contributes.
 
 "Effective tokens" are the examples' own tokens (no padding; a shared prefix counts once
 per example, as if unpacked), so tokens/s compare directly: same data, less time. Each arm
@@ -114,8 +117,11 @@ def _run_arm(arm: str, examples: list[SFTExample], model_ref: Path | str, config
         metrics = _padding_arm(examples, model_ref, config)
     elif arm == "flywheel":
         metrics = _flywheel_arm(examples, model_ref, replace(config, packing=True))
+    elif arm == "flywheel_packed":
+        metrics = _flywheel_arm(examples, model_ref, replace(config, packing=True, prefix_batches=False))
     elif arm == "flywheel_no_prefix":
-        metrics = _flywheel_arm(examples, model_ref, replace(config, packing=True, share_prefix=False))
+        metrics = _flywheel_arm(examples, model_ref, replace(config, packing=True, share_prefix=False,
+                                                            prefix_batches=False))
     else:
         raise ValueError(f"unknown arm {arm!r}")
     metrics["tokens_per_second"] = metrics["tokens"] / metrics["train_seconds"]
