@@ -1,7 +1,6 @@
 """Stage 6, evaluation: base vs challenger vs champion on held-out cases and in the sandbox,
 then the promotion decision."""
 
-import hashlib
 import json
 import tempfile
 import time
@@ -39,14 +38,6 @@ class EvaluationConfig(dg.Config):
         import torch
 
         return 0 if torch.cuda.is_available() else 60
-
-
-def _subset(cases: list[dict], limit: int) -> list[dict]:
-    """A deterministic, content-independent subset (hash of the case id): as a release grows,
-    most cases of the previous subset stay in it."""
-    if not limit or len(cases) <= limit:
-        return cases
-    return sorted(cases, key=lambda c: hashlib.sha256(c["case_id"].encode()).hexdigest())[:limit]
 
 
 def _redacted(result: dict) -> dict:
@@ -88,7 +79,7 @@ def evaluation_report(
 
 def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
               mlflow: MlflowResource) -> dg.MaterializeResult:
-    from pipeline.evaluation.cases import load_case, task_specs
+    from pipeline.evaluation.cases import case_subset, load_case, spread_tasks, task_specs
     from pipeline.evaluation.promotion import decide_promotion, incumbent_for
     from pipeline.evaluation.report import combine, write_report
     from pipeline.evaluation.run import evaluate_model
@@ -101,8 +92,8 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
     challenger = client.get_model_version_by_alias(MODEL_NAME, "challenger")
     commit = challenger.tags["lakefs.commit"]
     frame = read_parquet(read_release_file(lakefs.repository(settings.datasets_repo), commit, "eval_cases.parquet"))
-    cases = _subset([load_case(row) for row in frame.to_dict("records")], config.case_limit())
-    tasks = _spread(task_specs(cases), config.sandbox_tasks)
+    cases = case_subset([load_case(row) for row in frame.to_dict("records")], config.case_limit())
+    tasks = spread_tasks(task_specs(cases), config.sandbox_tasks)
 
     champion = version_by_alias(client, MODEL_NAME, "champion")
     downloads = Path(tempfile.mkdtemp(prefix="flywheel-eval-"))
@@ -164,21 +155,6 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
         "cases": len(cases),
         "sandbox_tasks": len(tasks),
     })
-
-
-def _spread(specs: dict, limit: int) -> dict:
-    """Up to `limit` tasks, taking every task type in turn (task id order within a type), so
-    a few tasks still cover the types."""
-    by_type: dict[str, list] = {}
-    for tid, spec in specs.items():
-        by_type.setdefault(spec["task_type"], []).append((tid, spec))
-    chosen: dict = {}
-    while len(chosen) < limit and any(by_type.values()):
-        for queue in by_type.values():
-            if queue and len(chosen) < limit:
-                tid, spec = queue.pop(0)
-                chosen[tid] = spec
-    return dict(sorted(chosen.items()))
 
 
 def _cached_engine(settings, config: EvaluationConfig, model_dir, identity: str):

@@ -17,7 +17,6 @@ Arms are given as `name:key=value,...` over TrainConfig fields plus `save` (step
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 import time
@@ -56,21 +55,12 @@ def parse_arm(text: str) -> dict[str, Any]:
 
 
 def _cases_and_tasks(warehouse: Path, n_cases: int, n_tasks: int) -> tuple[list, dict]:
-    from pipeline.evaluation.cases import task_specs
+    """The cases and sandbox tasks evaluation_report would pick from this release."""
+    from pipeline.evaluation.cases import case_subset, spread_tasks, task_specs
     from pipeline.shell.marts import load_eval_cases
 
-    cases = sorted(load_eval_cases(warehouse), key=lambda c: hashlib.sha256(c["case_id"].encode()).hexdigest())
-    cases = cases[:n_cases] if n_cases else cases
-    by_type: dict[str, list] = {}
-    for tid, spec in task_specs(cases).items():
-        by_type.setdefault(spec["task_type"], []).append((tid, spec))
-    tasks: dict = {}
-    while len(tasks) < n_tasks and any(by_type.values()):
-        for queue in by_type.values():
-            if queue and len(tasks) < n_tasks:
-                tid, spec = queue.pop(0)
-                tasks[tid] = spec
-    return cases, dict(sorted(tasks.items()))
+    cases = case_subset(load_eval_cases(warehouse), n_cases)
+    return cases, spread_tasks(task_specs(cases), n_tasks)
 
 
 def _evaluate(name: str, model_dir: Path, cases: list, tasks: dict, k: int, cache: Path,

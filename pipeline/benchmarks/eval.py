@@ -9,7 +9,6 @@ the two produce the same text for every case.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +17,11 @@ from typing import Any
 
 def run_eval_bench(model_dir: Path, warehouse: Path, n_cases: int = 60, max_new_tokens: int = 64,
                    batch_size: int = 16, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from pipeline.evaluation.cases import case_subset
     from pipeline.learning.generate import BatchedEngine, TransformersEngine
     from pipeline.shell.marts import load_eval_cases
 
-    cases = sorted(load_eval_cases(warehouse), key=lambda c: hashlib.sha256(c["case_id"].encode()).hexdigest())
-    cases = cases[:n_cases] if n_cases else cases
+    cases = case_subset(load_eval_cases(warehouse), n_cases)
     conversations = [(c["prompt"], c["tools"]) for c in cases]
     arms: dict[str, Any] = {}
     outputs: dict[str, list[str]] = {}

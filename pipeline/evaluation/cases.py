@@ -72,3 +72,26 @@ def task_specs(cases: Iterable[EvalCase]) -> dict[str, TaskSpec]:
         if spec:
             specs.setdefault(task_id(spec), spec)
     return dict(sorted(specs.items()))
+
+
+def case_subset(cases: Sequence[EvalCase], limit: int) -> list[EvalCase]:
+    """Up to `limit` cases (0: all), chosen by a hash of the case id: deterministic,
+    independent of content, and as a release grows most of the previous subset stays in it
+    (so a nightly run re-scores mostly cases whose outputs are cached)."""
+    ordered = sorted(cases, key=lambda c: hashlib.sha256(c["case_id"].encode()).hexdigest())
+    return list(ordered[:limit] if limit else ordered)
+
+
+def spread_tasks(specs: Mapping[str, TaskSpec], limit: int) -> dict[str, TaskSpec]:
+    """Up to `limit` task specs, taking the task types in turn (task id order within a
+    type), so that a few tasks still cover the types."""
+    by_type: dict[str, list[tuple[str, TaskSpec]]] = {}
+    for tid, spec in specs.items():
+        by_type.setdefault(spec["task_type"], []).append((tid, spec))
+    chosen: dict[str, TaskSpec] = {}
+    while len(chosen) < limit and any(by_type.values()):
+        for queue in by_type.values():
+            if queue and len(chosen) < limit:
+                tid, spec = queue.pop(0)
+                chosen[tid] = spec
+    return dict(sorted(chosen.items()))

@@ -488,3 +488,16 @@ def test_html_report_embeds_charts_and_names_every_model(tmp_path):
     assert "95 % paired interval" in page and "McNemar p" in page
     assert results["models"]["challenger"]["intervals"]["overall"]["action_accuracy"]["n"] == 3
     assert json.loads((tmp_path / "report" / "results.json").read_text())["model_order"] == list(models)
+
+
+def test_case_subset_is_stable_as_the_release_grows_and_tasks_cover_the_types():
+    from pipeline.evaluation.cases import case_subset, spread_tasks
+
+    cases = [{"case_id": f"c{i}"} for i in range(100)]
+    grown = cases + [{"case_id": f"new{i}"} for i in range(20)]
+    first, later = case_subset(cases, 60), case_subset(grown, 60)
+    assert len(first) == 60 and case_subset(cases, 0) == case_subset(list(reversed(cases)), 0)
+    assert len({c["case_id"] for c in first} & {c["case_id"] for c in later}) >= 45  # mostly the same cases
+    specs = {f"{t}:{i}": {"task_type": t} for t in ("refund", "order_status", "kb_question") for i in range(5)}
+    assert {s["task_type"] for s in spread_tasks(specs, 3).values()} == {"refund", "order_status", "kb_question"}
+    assert len(spread_tasks(specs, 100)) == 15
