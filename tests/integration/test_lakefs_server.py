@@ -66,7 +66,7 @@ def test_verify_commit_reads_back_what_has_no_md5(lakefs_server, unique_name, mo
     """Blockstores that report another checksum form (S3 multipart ETags, Azure, GCS) cannot be
     had here: the listing is wrapped to report one, and the bytes are then compared after a
     real read from the commit."""
-    from pipeline import lakefs_store
+    from pipeline.shell import lakefs_store
 
     files = {"a.jsonl": b'{"v": 1}\n'}
     repo, raw = _committed(lakefs_server, unique_name, files)
