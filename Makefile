@@ -11,7 +11,7 @@ DEPS_KEY := $(shell cat pyproject.toml Makefile | sha256sum | cut -c1-16)
 STAMP    := $(VENV)/.installed-$(DEPS_KEY)
 
 help:
-	@echo "make demo   - set everything up, start the local stack, simulate 3 days of logs, run the main job"
+	@echo "make demo   - set everything up, start the local stack, simulate logs, run two nights of the main job"
 	@echo "make test   - set everything up and run the test suite (what CI runs)"
 	@echo "make setup  - only install dependencies and build/locate the lakeFS server"
 	@echo "make down   - stop the local stack"
@@ -43,6 +43,8 @@ demo: setup
 	@$(BIN)/flywheel up
 	@$(BIN)/flywheel simulate --days 3 --per-day 150
 	@$(BIN)/flywheel run
+	@$(BIN)/flywheel simulate --days 1 --per-day 150 --start-date 2026-11-19 --seed 8
+	@$(BIN)/flywheel run --partition 2026-11-19
 	@$(BIN)/flywheel status
 
 # Browser tests drive Debian's chromium (Playwright's own browser download fails offline).
