@@ -37,8 +37,13 @@ install: $(STAMP)
 lakefs:
 	@python3 -m pipeline.shell.local_stack
 
+# The embedded base model's one-time conversion (GGUF -> safetensors) needs the environment,
+# not lakeFS: it runs beside the build too, instead of inside the first training.
+base-model: install
+	@$(BIN)/flywheel base-model
+
 setup:
-	@$(MAKE) --no-print-directory -j2 install lakefs
+	@$(MAKE) --no-print-directory -j2 base-model lakefs
 	@$(BIN)/flywheel setup
 
 # Two nights: three days of logs train the first challenger (compared with the base model),
@@ -63,4 +68,4 @@ test: setup browser
 down:
 	@test -x $(BIN)/flywheel && $(BIN)/flywheel down || true
 
-.PHONY: help install lakefs setup browser demo test down
+.PHONY: help install lakefs base-model setup browser demo test down

@@ -103,6 +103,18 @@ def setup() -> None:
     click.echo(f"setup done in {time.monotonic() - started:.1f}s")
 
 
+@main.command("base-model")
+@_one_line_errors
+def base_model() -> None:
+    """Convert the embedded base model to safetensors under the state directory, once
+    (`make setup` runs it beside the lakeFS build, so the first training need not)."""
+    from pipeline.learning.base_model import EMBEDDED_MODEL, resolve_base_model
+
+    started = time.monotonic()
+    path = resolve_base_model(EMBEDDED_MODEL, get_settings().state_dir / "models")
+    click.echo(f"base model: {path} ({time.monotonic() - started:.1f}s)")
+
+
 def _dbt_parse() -> None:
     from pipeline.orchestration.resources import venv_tool
     from pipeline.settings import DBT_PROJECT_DIR
