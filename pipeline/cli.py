@@ -330,8 +330,9 @@ def bench_ingest(n_trajectories: int, seed: int, rounds: int, as_json: bool) -> 
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
-    """Our near-duplicate clustering vs datasketch's MinHashLSH as documented, same planted
-    corpus, at N and 4N: precision, recall, documents/s, growth. Parameters: dbt_project.yml."""
+    """Our near-duplicate pairs vs datasketch used as documented for batch work (same
+    permutations, threshold and verification), same planted corpus, at N and 4N: precision and
+    recall against exact Jaccard, documents/s, growth. Parameters: dbt_project.yml."""
     import json
 
     from pipeline.benchmarks.dedup import format_dedup_bench, run_dedup_bench
