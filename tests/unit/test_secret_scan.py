@@ -20,6 +20,7 @@ from pipeline.harness.secret_scan import (
     known_secrets,
     planted_secrets,
     scan_for_secrets,
+    scan_place,
     texts_from_tree,
     variants,
 )
@@ -199,3 +200,25 @@ def test_known_secrets_default_ground_truth_sits_beside_landing(tmp_path: Path) 
     (day / "pii.jsonl").write_text(json.dumps({"entity_type": "TOKEN", "value": TOKEN}) + "\n")
     settings = dataclasses.replace(get_settings(), landing_dir=tmp_path / "landing")
     assert TOKEN in known_secrets(settings, environ={})
+
+
+# --- places: scanned, or not, and why --------------------------------------------------------
+
+
+def test_a_place_that_yields_no_text_is_not_scanned() -> None:
+    scan = scan_place("dagster", lambda: iter(()), SECRETS)
+    assert (scan.scanned, scan.texts, scan.leaks, scan.not_scanned_because) == (False, 0, [], "no text to scan")
+    clean = scan_place("files", lambda: [("file:a.log", "nothing secret here")], SECRETS)
+    assert (clean.scanned, clean.texts, clean.leaks) == (True, 1, [])
+
+
+def test_a_place_that_fails_midway_is_not_scanned_but_keeps_what_it_found() -> None:
+    def texts():
+        yield "mlflow:run:1:name", f"token {TOKEN}"
+        raise ConnectionError(f"lost the server while reading a run tagged {API_KEY}")
+
+    scan = scan_place("mlflow", texts, SECRETS)
+    assert not scan.scanned and scan.texts == 1
+    assert [(leak.where, leak.secret_index) for leak in scan.leaks] == [("mlflow:run:1:name", 3)]
+    assert scan.not_scanned_because == "ConnectionError: lost the server while reading a run tagged <secret #2>"
+
