@@ -222,3 +222,30 @@ def test_a_place_that_fails_midway_is_not_scanned_but_keeps_what_it_found() -> N
     assert [(leak.where, leak.secret_index) for leak in scan.leaks] == [("mlflow:run:1:name", 3)]
     assert scan.not_scanned_because == "ConnectionError: lost the server while reading a run tagged <secret #2>"
 
+
+def test_when_the_dagster_instance_cannot_be_loaded_that_place_is_reported_not_scanned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It raised UnboundLocalError once; now every place is tried and each failure named."""
+    from pipeline.benchmarks.reliability import scan_secrets
+    from pipeline.shell.local_stack import free_port
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("storage:\n  sqlite: {base_dir: [\n")  # not YAML
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    (tmp_path / "state" / "logs").mkdir(parents=True)
+    (tmp_path / "state" / "logs" / "run.log").write_text(f"connecting with {LAKEFS_KEY}\n")
+    nobody = free_port()  # no stack: MLflow and lakeFS cannot be read either
+    settings = dataclasses.replace(
+        get_settings(), state_dir=tmp_path / "state", landing_dir=tmp_path / "landing",
+        lakefs_secret_access_key=Secret(LAKEFS_KEY), lakefs_endpoint=f"http://127.0.0.1:{nobody}",
+        mlflow_tracking_uri=f"http://127.0.0.1:{nobody}")
+    logged: list[str] = []
+    result = scan_secrets(settings, logged.append)
+    assert result["places_scanned"] == ["files"]
+    assert set(result["places_not_scanned"]) == {"dagster", "mlflow", "lakefs-datasets"}
+    assert result["places_not_scanned"]["dagster"].startswith("ParserError")
+    assert result["secrets_leaked"] == 1  # the places that could be read still were
+    assert any(line.startswith("dagster not scanned: ParserError") for line in logged)
