@@ -99,3 +99,6 @@ def test_the_bench_reports_every_arm_at_n_and_4n():
             assert row[arm]["docs_per_second"] > 0
         assert row["ours"]["recall"] == row["datasketch"]["recall"]
     assert result["ours_growth_4n_vs_n"] > 0 and result["ours_speed_vs_datasketch_at_4n"] > 0
+    shares = result["ours_time_shares_at_4n"]
+    assert 0 < shares["shingling"] < 1 and 0 < shares["hashing"] < 1
+    assert abs(sum(shares.values()) - 1) <= 0.02

@@ -48,7 +48,7 @@ def _sketches(documents: Sequence[Document], num_perm: int, width: int) -> list[
     sketches = []
     for document in documents:
         sketch = MinHash(num_perm=num_perm, seed=MINHASH_SEED, permutations=permutations, scheme=scheme)
-        sketch.update_batch([s.encode("utf-8") for s in sorted(shingles(document.text, width))])
+        sketch.update_batch([s.encode("utf-8") for s in shingles(document.text, width)])
         sketches.append(sketch)
     return sketches
 
