@@ -332,7 +332,8 @@ def bench_ingest(n_trajectories: int, seed: int, rounds: int, as_json: bool) -> 
 def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
     """Our near-duplicate pairs vs datasketch used as documented for batch work (same
     permutations, threshold and verification), same planted corpus, at N and 4N: precision and
-    recall against exact Jaccard, documents/s, growth. Parameters: dbt_project.yml."""
+    recall against exact Jaccard, documents/s, growth; exits 1 if one arm finds a pair the other
+    does not. Parameters: dbt_project.yml."""
     import json
 
     from pipeline.benchmarks.dedup import format_dedup_bench, run_dedup_bench
@@ -343,6 +344,10 @@ def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
                              num_perm=int(knobs["near_dup_num_perm"]),
                              width=int(knobs["near_dup_shingle_words"]), log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(result, indent=2) if as_json else format_dedup_bench(result))
+    # same permutations, threshold and verification: a pair only one arm finds is a bug in one of them
+    if any(row["pairs_only_ours"] or row["pairs_only_datasketch"] for key, row in result.items()
+           if key.startswith("n=")):
+        sys.exit(1)
 
 
 @bench.command("train")
