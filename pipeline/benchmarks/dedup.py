@@ -159,7 +159,7 @@ ARMS = ("ours", "datasketch", "ours_clustered")
 def run_dedup_bench(n: int, seed: int, threshold: float, num_perm: int, width: int, repeats: int = 3,
                     log: Callable[[str], None] = print) -> dict[str, Any]:
     """Ours vs the documented batch baseline on the same planted corpus, at n and at 4n
-    documents, each arm timed as the fastest of `repeats` runs. Truth: the pairs whose exact
+    documents, each arm timed as the fastest of `repeats` runs, the arms taking turns. Truth: the pairs whose exact
     Jaccard similarity reaches the threshold (planted or not: simulated customers do repeat
     themselves); planted recall is reported beside it."""
     arms: dict[str, Callable[[Sequence[Document]], set[frozenset[str]]]] = {
@@ -176,14 +176,15 @@ def run_dedup_bench(n: int, seed: int, threshold: float, num_perm: int, width: i
         truth = similar_pairs(corpus.documents, threshold, width)
         row = result[f"n={size}"] = {"documents": len(corpus.documents), "planted_pairs": len(corpus.planted),
                                      "similar_pairs": len(truth)}
-        found = {}
-        for name, arm in arms.items():
-            seconds = []
-            for _ in range(repeats):  # the fastest of a few: wall time on a shared machine is noisy
+        found: dict[str, set[frozenset[str]]] = {}
+        seconds: dict[str, list[float]] = {name: [] for name in arms}
+        for _ in range(repeats):  # the arms take turns, each keeps its fastest: this machine's load varies
+            for name, arm in arms.items():
                 started = time.perf_counter()
                 found[name] = arm(corpus.documents)
-                seconds.append(time.perf_counter() - started)
-            row[name] = score_pairs(found[name], truth, corpus.planted, min(seconds), len(corpus.documents))
+                seconds[name].append(time.perf_counter() - started)
+        for name in arms:
+            row[name] = score_pairs(found[name], truth, corpus.planted, min(seconds[name]), len(corpus.documents))
             log(f"  {name:14} {len(corpus.documents):6} documents: {row[name]}")
         # same permutations, threshold and verification: any pair one arm has alone is a bug
         row["pairs_only_ours"] = len(found["ours"] - found["datasketch"])
