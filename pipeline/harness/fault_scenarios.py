@@ -1,8 +1,9 @@
 """Fault scenarios with real processes: the release process, or the lakeFS server under
 it, SIGKILLed at each release failpoint and the release re-run (main never partly updated,
 exactly one release); ingestion SIGKILLed after its raw commit and inside its warehouse write
-and re-run (nothing of the killed attempt visible, the same table digests). The integration
-tests assert each scenario; `flywheel bench reliability` counts them."""
+and re-run (nothing of the killed attempt visible, the same table digests). Whether each
+fault fired is what the failpoint recorded (FLYWHEEL_FAILPOINT_RECORD), not a guess from exit
+codes. The integration tests assert each scenario; `flywheel bench reliability` counts them."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.settings import Settings
-from pipeline.shell.failpoints import without_failpoints
+from pipeline.shell.failpoints import fired_failpoints, without_failpoints
 
 # (who is killed, failpoint, delay in ms): the run process itself, or the lakeFS server
 # under it. A delayed server kill lands while the merge request is in flight.
@@ -77,6 +78,8 @@ def release_fault_scenarios(stack: Settings, client: Any, log: Callable[[str], N
     lakefs_service = next(s for s in services(stack) if s.name == "lakefs")
     new_digest = content_digest(NEW_RELEASE)
     new_files = json.dumps({k: v.decode() for k, v in NEW_RELEASE.items()})
+    records = stack.state_dir / "failpoints"  # removed with the throwaway stack
+    records.mkdir(exist_ok=True)
     scenarios = []
     for n, (victim, point, delay_ms) in enumerate(RELEASE_FAULTS):
         repo = lakefs.Repository(f"faults-{n}", client=client).create(storage_namespace=f"local://faults-{n}")
@@ -85,7 +88,8 @@ def release_fault_scenarios(stack: Settings, client: Any, log: Callable[[str], N
                 verdict={"verdict": "passed", "reasons": []}, metadata={})
         argv = [sys.executable, "-c", _PUBLISH, stack.lakefs_endpoint, repo.id]
         clean_env = without_failpoints(dict(os.environ))
-        fault_env = {**clean_env, "FLYWHEEL_FAILPOINT": point}
+        record = records / f"release-{n}"
+        fault_env = {**clean_env, "FLYWHEEL_FAILPOINT": point, "FLYWHEEL_FAILPOINT_RECORD": str(record)}
         if victim == "lakefs":
             fault_env |= {"FLYWHEEL_FAILPOINT_KILL_PGID": str(running_pid(stack, "lakefs")),
                           "FLYWHEEL_FAILPOINT_DELAY_MS": str(delay_ms)}
@@ -101,7 +105,8 @@ def release_fault_scenarios(stack: Settings, client: Any, log: Callable[[str], N
                         if (t.get_commit().metadata or {}).get("content_digest") == new_digest]
         scenarios.append({
             "killed": victim, "failpoint": point, "delay_ms": delay_ms,
-            "fault_injected": crashed.returncode == -signal.SIGKILL if victim == "run" else server_killed,
+            "fault_fired": fired_failpoints(record) == [point],
+            "victim_killed": crashed.returncode == -signal.SIGKILL if victim == "run" else server_killed,
             "crashed_run_error": _last_line(crashed.stderr),
             "main_after_crash": after_crash,
             "rerun_ok": rerun.returncode == 0,
@@ -114,7 +119,7 @@ def release_fault_scenarios(stack: Settings, client: Any, log: Callable[[str], N
     wrong = [s for s in scenarios if s["main_after_crash"] == "partial" or not s["rerun_ok"]
              or s["new_releases"] != 1 or s["main_after_rerun"] != "new"]
     return {
-        "faults_injected": sum(s["fault_injected"] for s in scenarios),
+        "faults_fired": sum(s["fault_fired"] for s in scenarios),
         "scenarios": scenarios,
         "partial_main_states": sum(s["main_after_crash"] == "partial" for s in scenarios),
         "duplicate_or_missing_releases": len(wrong),
@@ -149,8 +154,12 @@ def ingestion_fault_scenarios(endpoint: str, partition: str, work_dir: Path, env
 
     clean_env = without_failpoints({**os.environ, **(env or {})})
 
+    def record(failpoint: str) -> Path:
+        return work_dir / f"{failpoint}.fired"
+
     def ingest(db: Path, failpoint: str | None) -> subprocess.CompletedProcess:
-        run_env = {**clean_env, "FLYWHEEL_FAILPOINT": failpoint} if failpoint else clean_env
+        run_env = clean_env if failpoint is None else {
+            **clean_env, "FLYWHEEL_FAILPOINT": failpoint, "FLYWHEEL_FAILPOINT_RECORD": str(record(failpoint))}
         return subprocess.run([sys.executable, "-c", _INGEST, partition, endpoint, str(db)], env=run_env,
                               cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
 
@@ -176,7 +185,8 @@ def ingestion_fault_scenarios(endpoint: str, partition: str, work_dir: Path, env
         got = digests(db) if rerun.returncode == 0 else {}
         scenarios.append({
             "failpoint": point,
-            "fault_injected": killed.returncode == -signal.SIGKILL,
+            "fault_fired": fired_failpoints(record(point)) == [point],
+            "victim_killed": killed.returncode == -signal.SIGKILL,
             "rows_visible_after_kill": visible,
             "rerun_ok": rerun.returncode == 0,
             "rerun_error": _last_line(rerun.stderr) if rerun.returncode else "",
@@ -187,7 +197,7 @@ def ingestion_fault_scenarios(endpoint: str, partition: str, work_dir: Path, env
         log(f"  ingestion killed at {point}: {visible} rows visible after the kill, "
             f"{len(scenarios[-1]['tables_differing'])} tables differ after the re-run")
     return {
-        "faults_injected": sum(s["fault_injected"] for s in scenarios),
+        "faults_fired": sum(s["fault_fired"] for s in scenarios),
         "scenarios": scenarios,
         "tables_differing": sum(len(s["tables_differing"]) + (not s["rerun_ok"]) for s in scenarios),
         "rows_visible_after_kill": sum(s["rows_visible_after_kill"] for s in scenarios),

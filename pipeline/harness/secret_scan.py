@@ -7,6 +7,10 @@ occurrence. A Leak names the place and WHICH secret (its index in the list given
 SHA-256 fingerprint): never the secret, and never text around it. Labels that would contain a
 secret are masked too.
 
+`scan_place(place, collect, secrets)` scans one place (the texts a collector yields) and says
+whether it was scanned at all: a place that cannot be opened, fails while it is read, or holds
+no text is "not scanned", since finding no leak there proves nothing.
+
 Collectors turn the places a secret could end up into `(where, text)` pairs:
 - `texts_from_tree(root)`: every file under a directory (logs, Data Docs, data cards;
   Parquet column values and metadata; gzip decompressed; everything else as text),
@@ -36,7 +40,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -191,17 +195,54 @@ class _Matcher:
 def scan_for_secrets(texts: Iterable[tuple[str, str]], secrets: Iterable[str]) -> list[Leak]:
     """Every copy of every secret (plain or trivially transformed) in `texts`, in order.
     Secrets shorter than MIN_SECRET_CHARS are skipped (they would match by chance)."""
-    matcher = _Matcher(secrets)
+    return list(_leaks(texts, _Matcher(secrets)))
+
+
+def _leaks(texts: Iterable[tuple[str, str]], matcher: _Matcher) -> Iterator[Leak]:
     prints = [fingerprint(s) if isinstance(s, str) else "" for s in matcher.secrets]
-    leaks = []
     for where, text in texts:
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
         label = None
         for start, _end, index, encoding in matcher.find(text):
             label = label if label is not None else matcher.mask(where)
-            leaks.append(Leak(label, index, prints[index], encoding, start))
-    return leaks
+            yield Leak(label, index, prints[index], encoding, start)
+
+
+@dataclass(frozen=True)
+class PlaceScan:
+    """What scanning one place found. Holds no secret (the reason is masked)."""
+
+    place: str
+    texts: int  # texts read from the place
+    leaks: list[Leak]  # found before any failure: real leaks even when the place is not scanned
+    not_scanned_because: str | None  # None: the place was read whole and held some text
+
+    @property
+    def scanned(self) -> bool:
+        return self.not_scanned_because is None
+
+
+def scan_place(place: str, collect: Callable[[], Iterable[tuple[str, str]]], secrets: Iterable[str]) -> PlaceScan:
+    """Scan the texts `collect()` yields. A place that cannot be opened, fails while it is
+    read, or yields no text at all is not scanned: 0 leaks there proves nothing."""
+    matcher = _Matcher(secrets)
+    leaks: list[Leak] = []
+    texts = 0
+
+    def counted(items: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+        nonlocal texts
+        for item in items:
+            texts += 1
+            yield item
+
+    try:
+        leaks.extend(_leaks(counted(collect()), matcher))  # collectors are lazy: errors come while reading
+    except Exception as error:  # noqa: BLE001 - any failure means the place was not (wholly) read
+        first_line = (str(error).strip().splitlines() or [""])[0][:200]
+        reason = matcher.mask(f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__)
+        return PlaceScan(place, texts, leaks, reason)
+    return PlaceScan(place, texts, leaks, None if texts else "no text to scan")
 
 
 # --- collectors: directory tree ----------------------------------------------------------------
@@ -501,6 +542,7 @@ def known_secrets(
 
 
 __all__ = [
-    "Leak", "fingerprint", "known_secrets", "planted_secrets", "scan_for_secrets", "texts_from_bytes",
+    "Leak", "PlaceScan", "fingerprint", "known_secrets", "planted_secrets", "scan_for_secrets", "scan_place",
+    "texts_from_bytes",
     "texts_from_dagster", "texts_from_lakefs", "texts_from_mlflow", "texts_from_tree", "variants",
 ]

@@ -134,6 +134,25 @@ def test_every_record_comes_out_as_the_manifest_says(manifest: HostileManifest, 
     assert not problems, "\n".join(problems[:40])
 
 
+def test_each_record_not_as_the_manifest_says_is_reported_by_name(manifest: HostileManifest) -> None:
+    records = [(f.name, r) for f in manifest.files for r in f.records]
+    as_expected = {(name, r.line): (name, r.line, r.outcome, r.reasons[0] if r.reasons else None)
+                   for name, r in records}
+    assert compare_outcomes(manifest, as_expected.values()) == []
+    ingested = next((name, r.line) for name, r in records if r.outcome == INGESTED)
+    pinned = next((name, r.line) for name, r in records if r.outcome == QUARANTINED and r.reasons)
+    lost = (records[-1][0], records[-1][1].line)
+    outcomes = {**as_expected, ingested: (*ingested, QUARANTINED, "parse_error"),
+                pinned: (*pinned, QUARANTINED, "not_a_reason")}
+    del outcomes[lost]
+    problems = compare_outcomes(manifest, outcomes.values())
+    assert len(problems) == 3, problems
+    by_record = {problem.split(" ", 1)[0]: problem for problem in problems}
+    assert by_record[f"{ingested[0]}:{ingested[1]}"].endswith("expected ingested, got quarantined parse_error")
+    assert by_record[f"{pinned[0]}:{pinned[1]}"].endswith("got not_a_reason")
+    assert by_record[f"{lost[0]}:{lost[1]}"].endswith("no record came out (lost)")
+
+
 def test_quarantined_records_have_a_reason_and_a_one_line_detail(result: IngestResult) -> None:
     rows = result.tables["quarantine"]
     assert rows

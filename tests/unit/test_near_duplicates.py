@@ -1,13 +1,14 @@
 """Near-duplicate clustering (the method int_near_duplicates runs) and its benchmark (corpus, baseline, truth)."""
 
 from pipeline.benchmarks.dedup import (
-    datasketch_as_documented,
+    datasketch_documented_batch,
     pairs_from_clusters,
     planted_corpus,
     run_dedup_bench,
+    score_pairs,
     similar_pairs,
 )
-from pipeline.core.curation.near_duplicates import Document, near_duplicate_clusters, shingles
+from pipeline.core.curation.near_duplicates import Document, near_duplicate_clusters, near_duplicate_pairs, shingles
 
 PARAMS = {"threshold": 0.85, "num_perm": 128, "width": 3}
 CONVERSATION = " ".join(f"step {i} the customer asks about order o-{i} and the agent looks it up" for i in range(30))
@@ -33,6 +34,7 @@ def test_a_reworded_copy_joins_the_preferred_record_and_other_groups_stay_apart(
     for alone in ("unrelated", "other-task"):
         assert rows[alone]["near_dup_cluster_key"] == alone and rows[alone]["near_dup_cluster_size"] == 1
     assert pairs_from_clusters(list(rows.values())) == {frozenset(("kept", "copy"))}
+    assert near_duplicate_pairs(docs, **PARAMS) == [("kept", "copy")]
     # the earliest document represents its cluster, whichever it is
     swapped = {r["record_key"]: r for r in near_duplicate_clusters([docs[2], docs[0]], **PARAMS)}
     assert swapped["kept"]["near_dup_cluster_key"] == "copy"
@@ -58,16 +60,45 @@ def test_planted_corpus_and_exact_truth():
         assert len(a & b) / len(a | b) >= 0.85
 
 
-def test_both_arms_find_the_planted_pairs_and_the_bench_reports_both():
+def test_the_documented_baseline_verifies_candidates_as_ours_does():
+    docs = [
+        Document("kept", "refund", CONVERSATION),
+        Document("copy", "refund", "hello again. " + CONVERSATION + " thanks!"),
+        Document("other-task", "order_status", CONVERSATION),  # identical text, another group
+        Document("unrelated", "refund", "hello i want to cancel my subscription please " * 5),
+    ]
+    assert datasketch_documented_batch(docs, **PARAMS) == {frozenset(("kept", "copy"))}
+
+
+def test_both_arms_find_the_same_pairs_with_the_same_permutations_threshold_and_verification():
     corpus = planted_corpus(60, seed=11, rate=0.3)
-    ours = pairs_from_clusters(near_duplicate_clusters(corpus.documents, **PARAMS))
-    baseline = datasketch_as_documented(corpus.documents, **PARAMS)
+    ours = {frozenset(pair) for pair in near_duplicate_pairs(corpus.documents, **PARAMS)}
+    baseline = datasketch_documented_batch(corpus.documents, **PARAMS)
     truth = similar_pairs(corpus.documents, PARAMS["threshold"], PARAMS["width"])
-    for found in (ours, baseline):
-        assert len(found & truth) >= 0.8 * len(truth)
+    assert ours == baseline
+    assert len(ours & truth) >= 0.8 * len(truth)
+    # clusters add the pairs joined through a chain, never drop a verified one
+    assert ours <= pairs_from_clusters(near_duplicate_clusters(corpus.documents, **PARAMS))
+
+
+def test_scores_are_against_exact_truth_and_planted_pairs():
+    a, b, c, d, e = (frozenset((f"{x}1", f"{x}2")) for x in "abcde")
+    score = score_pairs(found={a, b, c}, truth={a, b, d, e}, planted={a, d}, seconds=0.5, n_docs=100)
+    assert (score["pairs_found"], score["precision"], score["recall"], score["planted_recall"]) == (3, 0.6667, 0.5, 0.5)
+    assert score["docs_per_second"] == 200.0
+
+
+def test_the_bench_reports_every_arm_at_n_and_4n():
     result = run_dedup_bench(20, seed=2, repeats=1, log=lambda _: None, **PARAMS)
+    assert result["n=20"]["documents"] >= 20 and result["n=80"]["documents"] >= 80
     for size in ("n=20", "n=80"):
-        for arm in ("ours", "datasketch"):
-            assert 0 <= result[size][arm]["precision"] <= 1 and 0 <= result[size][arm]["recall"] <= 1
-            assert result[size][arm]["docs_per_second"] > 0
-    assert result["ours_growth_4n_vs_n"] > 0 and result["speedup_at_4n"] > 0
+        row = result[size]
+        assert (row["pairs_only_ours"], row["pairs_only_datasketch"]) == (0, 0)
+        for arm in ("ours", "datasketch", "ours_clustered"):
+            assert 0 <= row[arm]["precision"] <= 1 and 0 <= row[arm]["recall"] <= 1
+            assert row[arm]["docs_per_second"] > 0
+        assert row["ours"]["recall"] == row["datasketch"]["recall"]
+    assert result["ours_growth_4n_vs_n"] > 0 and result["ours_speed_vs_datasketch_at_4n"] > 0
+    shares = result["ours_time_shares_at_4n"]
+    assert 0 < shares["shingling"] < 1 and 0 < shares["hashing"] < 1
+    assert abs(sum(shares.values()) - 1) <= 0.02

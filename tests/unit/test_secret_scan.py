@@ -20,6 +20,7 @@ from pipeline.harness.secret_scan import (
     known_secrets,
     planted_secrets,
     scan_for_secrets,
+    scan_place,
     texts_from_tree,
     variants,
 )
@@ -199,3 +200,52 @@ def test_known_secrets_default_ground_truth_sits_beside_landing(tmp_path: Path) 
     (day / "pii.jsonl").write_text(json.dumps({"entity_type": "TOKEN", "value": TOKEN}) + "\n")
     settings = dataclasses.replace(get_settings(), landing_dir=tmp_path / "landing")
     assert TOKEN in known_secrets(settings, environ={})
+
+
+# --- places: scanned, or not, and why --------------------------------------------------------
+
+
+def test_a_place_that_yields_no_text_is_not_scanned() -> None:
+    scan = scan_place("dagster", lambda: iter(()), SECRETS)
+    assert (scan.scanned, scan.texts, scan.leaks, scan.not_scanned_because) == (False, 0, [], "no text to scan")
+    clean = scan_place("files", lambda: [("file:a.log", "nothing secret here")], SECRETS)
+    assert (clean.scanned, clean.texts, clean.leaks) == (True, 1, [])
+
+
+def test_a_place_that_fails_midway_is_not_scanned_but_keeps_what_it_found() -> None:
+    def texts():
+        yield "mlflow:run:1:name", f"token {TOKEN}"
+        raise ConnectionError(f"lost the server while reading a run tagged {API_KEY}")
+
+    scan = scan_place("mlflow", texts, SECRETS)
+    assert not scan.scanned and scan.texts == 1
+    assert [(leak.where, leak.secret_index) for leak in scan.leaks] == [("mlflow:run:1:name", 3)]
+    assert scan.not_scanned_because == "ConnectionError: lost the server while reading a run tagged <secret #2>"
+
+
+def test_when_the_dagster_instance_cannot_be_loaded_that_place_is_reported_not_scanned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It raised UnboundLocalError once; now every place is tried and each failure named."""
+    from pipeline.benchmarks.reliability import scan_secrets
+    from pipeline.shell.local_stack import free_port
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("storage:\n  sqlite: {base_dir: [\n")  # not YAML
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    (tmp_path / "state" / "logs").mkdir(parents=True)
+    (tmp_path / "state" / "logs" / "run.log").write_text(f"connecting with {LAKEFS_KEY}\n")
+    nobody = free_port()  # no stack: MLflow and lakeFS cannot be read either
+    settings = dataclasses.replace(
+        get_settings(), state_dir=tmp_path / "state", landing_dir=tmp_path / "landing",
+        lakefs_secret_access_key=Secret(LAKEFS_KEY), lakefs_endpoint=f"http://127.0.0.1:{nobody}",
+        mlflow_tracking_uri=f"http://127.0.0.1:{nobody}")
+    logged: list[str] = []
+    result = scan_secrets(settings, logged.append)
+    assert result["places_scanned"] == ["files"]
+    assert set(result["places_not_scanned"]) == {"dagster", "mlflow", "lakefs-datasets"}
+    assert result["places_not_scanned"]["dagster"].startswith("ParserError")
+    assert result["secrets_leaked"] == 1  # the places that could be read still were
+    assert any(line.startswith("dagster not scanned: ParserError") for line in logged)
