@@ -200,10 +200,12 @@ class PeakMemory:
             self.peak_gpu = torch.cuda.max_memory_allocated()
 
 
-def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool, **extra: Any):
+def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool, arguments_class: Any = None, **extra: Any):
+    """`TrainingArguments`, or a subclass such as TRL's `SFTConfig` (whose own defaults, e.g.
+    activation checkpointing on, are overridden by the same values)."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    return (arguments_class or TrainingArguments)(
         output_dir=output_dir, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
         num_train_epochs=config.epochs, max_steps=config.max_steps, lr_scheduler_type=config.lr_scheduler,
@@ -484,15 +486,17 @@ def train_sft(examples: Iterable[Mapping[str, Any] | SFTExample], model_dir: Mod
 
 def _arguments_as_json(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tool-call arguments as JSON strings: Arrow (datasets) would otherwise merge every
-    call's argument objects into one struct type and add null keys."""
+    call's argument objects into one struct type and add null keys. Written as the template's
+    `tojson` writes objects (non-ASCII kept), so both forms render to the same tokens."""
+    def as_string(arguments: Any) -> str:
+        return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+
     out = []
     for message in messages:
         message = dict(message)
         if message.get("tool_calls"):
             message["tool_calls"] = [
-                {**call, "function": {**call["function"], "arguments": json.dumps(call["function"]["arguments"])
-                                      if not isinstance(call["function"]["arguments"], str)
-                                      else call["function"]["arguments"]}}
+                {**call, "function": {**call["function"], "arguments": as_string(call["function"]["arguments"])}}
                 for call in message["tool_calls"]]
         out.append(message)
     return out
