@@ -354,16 +354,6 @@ def _quiet(trainer: Any) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
-def steady_tokens_per_second(history: list[dict[str, float]]) -> float | None:
-    """Tokens/s after the first optimizer step (which also pays one-time warm-up: kernel
-    selection, allocator growth); None with fewer than two logged steps."""
-    timed = [h for h in history if "tokens" in h and "elapsed_seconds" in h]
-    if len(timed) < 2:
-        return None
-    first, last = timed[0], timed[-1]
-    return (last["tokens"] - first["tokens"]) / max(last["elapsed_seconds"] - first["elapsed_seconds"], 1e-9)
-
-
 def _resolve_config_model(model_dir: ModelRef | None, config: TrainConfig) -> ModelRef:
     return model_dir if model_dir is not None else config.base_model
 
