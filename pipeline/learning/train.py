@@ -10,12 +10,14 @@ metrics). It loads with `from_pretrained(out_dir)` offline and names no hub id.
 Why transformers' `Trainer` with our own collator and loss, not TRL's `SFTTrainer`:
 `SFTTrainer` covers assistant-only loss and padding-free packing, but (1) it has no
 per-example loss weights, which curation's balancing produces; (2) it cannot share the long
-system + tools prefix of agent conversations between examples (`data.py`), which on our
-marts removes about a third of the tokens to compute (rows of 3,072); (3) we compute the vocabulary projection
-only at supervised positions (`logits_to_keep` with a boolean mask), which SFTTrainer's
-loss does not. These are ~40 lines on top of `Trainer`, which still provides the loop,
-optimizer, schedule, gradient accumulation, mixed precision and device placement (GPU when
-present, CPU otherwise). DPO has no such needs and uses TRL's `DPOTrainer` directly.
+system + tools prefix of agent conversations between examples (`core/training/packing.py`),
+which on our marts removes about a third of the tokens to compute (rows of 3,072); (3) we
+compute the vocabulary projection only at supervised positions (`logits_to_keep` with a
+boolean mask) on any device, where TRL's fused LM head (1.16) does so only with its Triton
+kernel (CUDA, XPU) and projects every position on a CPU. `flywheel bench train` measures
+each of these against SFTTrainer. These are ~40 lines on top of `Trainer`, which still
+provides the loop, optimizer, schedule, gradient accumulation, mixed precision and device
+placement (GPU when present, CPU otherwise). DPO has no such needs and uses TRL's `DPOTrainer` directly.
 
 Loss: cross-entropy on assistant tokens, each token weighted by its example's weight
 (weights rescaled to mean 1 over supervised tokens), divided by the number of supervised
