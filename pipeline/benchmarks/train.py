@@ -77,21 +77,25 @@ def _tokenized(examples: list[SFTExample], model_ref: Path | str, max_length: in
     return tokenizer, tokenize_examples(tokenizer, examples, max_length)[0]
 
 
-def assistant_loss(model: Any, items: list[Any], capacity: int, pad_token_id: int) -> float:
-    """Mean cross-entropy over the assistant tokens of `items` (tokenized examples), in fp32,
-    without gradients: the same yardstick for a model trained by any arm."""
+def assistant_loss(model: Any, items: list[Any], config: Any, pad_token_id: int) -> float:
+    """Mean cross-entropy over the assistant tokens of `items` (tokenized examples), without
+    gradients: the same yardstick for a model trained by any arm. In the training precision
+    for every model, trained or not: accelerate leaves a trained model's forward under the
+    training's autocast."""
     import torch
 
     from pipeline.core.training.packing import prefix_batches
     from pipeline.learning.collator import COUNTER_KEYS, PrefixBatchCollator
-    from pipeline.learning.train import _forward_behind_prefix
+    from pipeline.learning.train import _forward_behind_prefix, resolve_precision
 
+    device, bf16 = resolve_precision(config.precision)
     collate = PrefixBatchCollator(pad_token_id)
     total, count = 0.0, 0
     model.eval()
-    with torch.no_grad():
-        for batch in prefix_batches(items, capacity):
-            inputs = {k: v for k, v in collate([batch]).items() if k not in (*COUNTER_KEYS, "loss_weights")}
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16, enabled=bf16):
+        for batch in prefix_batches(items, config.row_capacity):
+            inputs = {k: v.to(model.device) for k, v in collate([batch]).items()
+                      if k not in (*COUNTER_KEYS, "loss_weights")}
             labels, prefix = inputs.pop("labels"), inputs.pop("prefix_ids")
             next_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE)
             keep = next_labels != IGNORE
@@ -130,7 +134,7 @@ def _train_library_arm(trainer: Any, counts: dict[str, int], items: list[Any], c
         seconds, cpu_seconds = time.perf_counter() - wall_start, time.process_time() - cpu_start
     return {"steps": output.global_step, "examples": len(items), **counts, "train_seconds": seconds,
             "cpu_seconds": cpu_seconds, "peak_rss_bytes": memory.peak_rss,
-            "loss_after": assistant_loss(trainer.model, items, config.row_capacity, pad_token_id)}
+            "loss_after": assistant_loss(trainer.model, items, config, pad_token_id)}
 
 
 def _trainer_padding_arm(examples: list[SFTExample], model_ref: Path | str, config: Any,
@@ -213,7 +217,7 @@ def _flywheel_arm(examples: list[SFTExample], model_ref: Path | str, config: Any
             "logit_positions": result.assistant_tokens,
             "train_seconds": result.train_seconds, "cpu_seconds": result.cpu_seconds,
             "peak_rss_bytes": result.peak_rss_bytes,
-            "loss_after": assistant_loss(model, items, config.row_capacity, tokenizer.pad_token_id)}
+            "loss_after": assistant_loss(model, items, config, tokenizer.pad_token_id)}
 
 
 def _run_arm(arm: str, examples: list[SFTExample], model_ref: Path | str, config: Any,
@@ -242,7 +246,7 @@ def _loss_before(examples: list[SFTExample], model_ref: Path | str, config: Any)
     from pipeline.learning.train import load_model
 
     tokenizer, items = _tokenized(examples, model_ref, config.max_length)
-    return assistant_loss(load_model(model_ref, config), items, config.row_capacity, tokenizer.pad_token_id)
+    return assistant_loss(load_model(model_ref, config), items, config, tokenizer.pad_token_id)
 
 
 def _call(isolate: bool, function: Callable[..., Any], *args: Any) -> Any:
