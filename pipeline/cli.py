@@ -371,7 +371,7 @@ def bench_train(n_examples: int, examples_per_step: int, model: str, arms: tuple
     settings = get_settings()
     result = run_train_benchmark(duckdb_path=warehouse or settings.duckdb_path, n_examples=n_examples, model=model,
                                  cache_dir=settings.state_dir / "models", examples_per_step=examples_per_step,
-                                 arms=arms)
+                                 arms=arms, log=lambda row: click.echo(row, err=True))
     click.echo(json.dumps(result, indent=2, default=str) if as_json else format_train_benchmark(result))
 
 

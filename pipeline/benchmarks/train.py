@@ -266,14 +266,15 @@ def run_train_benchmark(examples: Iterable[Mapping[str, Any] | SFTExample] | Non
                         duckdb_path: Path | str | None = None, n_examples: int = 12, model: str = "smollm2",
                         cache_dir: Path | str | None = None, max_length: int = 3072, examples_per_step: int = 2,
                         learning_rate: float = 2e-4, arms: Sequence[str] = ARMS, precision: str = "auto",
-                        seed: int = 0, isolate: bool = True) -> dict[str, Any]:
+                        seed: int = 0, isolate: bool = True,
+                        log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train each arm for one epoch on the same `n_examples` examples and compare.
 
     `examples` (rows or SFTExample) or `duckdb_path` (reads marts.sft_examples). `model`:
     "smollm2" (the embedded SmolLM2-135M-Instruct, converted once into `cache_dir`), "tiny"
     (random 2-layer Llama, for tests), or a local directory. `max_length` is both the longest
     example and the positions of a row or prefix batch, as in the pipeline. An arm that raises
-    is reported with its error, not dropped."""
+    is reported with its error, not dropped. `log` gets each arm's row as it finishes."""
     from pipeline.learning.train import TrainConfig
 
     if examples is None:
@@ -292,6 +293,8 @@ def run_train_benchmark(examples: Iterable[Mapping[str, Any] | SFTExample] | Non
             results[arm] = _call(isolate, _run_arm, arm, data, model_ref, config, examples_per_step)
         except Exception as exc:  # a library that cannot run this setup is a result too
             results[arm] = {"failed": _failure(exc)}
+        if log is not None:
+            log(_row(arm, results[arm]))
     for key in ("tokens_per_second", "tokens_per_cpu_second"):
         best = max((results[a][key] for a in BASELINES if key in results.get(a, {})), default=None)
         for metrics in results.values():
@@ -302,6 +305,19 @@ def run_train_benchmark(examples: Iterable[Mapping[str, Any] | SFTExample] | Non
             "loss_before": _call(isolate, _loss_before, data, model_ref, config), "arms": results}
 
 
+def _row(arm: str, m: Mapping[str, Any]) -> str:
+    if "failed" in m:
+        return f"{arm:<19}failed: {m['failed']}"
+    versus = "-"
+    if "tokens_per_second_vs_best_baseline" in m:
+        versus = (f"{m['tokens_per_second_vs_best_baseline']:.2f}x "
+                  f"(cpu {m['tokens_per_cpu_second_vs_best_baseline']:.2f}x)")
+    return (f"{arm:<19}{m['steps']:>6}{m['tokens']:>8}{m['positions']:>10}{m['logit_positions']:>10}"
+            f"{m['train_seconds']:>7.1f}{m['tokens_per_second']:>7.1f}{m['positions_per_second']:>7.1f}"
+            f"{m['tokens_per_cpu_second']:>10.1f}{m['peak_rss_bytes'] / 2**20:>8.0f}MB{m['loss_after']:>11.3f}"
+            f"{versus:>23}")
+
+
 def format_train_benchmark(result: Mapping[str, Any]) -> str:
     """A small fixed-width table of the benchmark result."""
     lines = [f"model {result['model']}: full fine-tuning, {result['examples']} examples, about "
@@ -310,18 +326,7 @@ def format_train_benchmark(result: Mapping[str, Any]) -> str:
              f"training {result['loss_before']:.3f}",
              f"{'arm':<19}{'steps':>6}{'tokens':>8}{'positions':>10}{'logit pos':>10}{'sec':>7}{'tok/s':>7}"
              f"{'pos/s':>7}{'tok/cpu-s':>10}{'peak RSS':>10}{'loss after':>11}{'tok/s vs best baseline':>23}"]
-    for arm, m in result["arms"].items():
-        if "failed" in m:
-            lines.append(f"{arm:<19}failed: {m['failed']}")
-            continue
-        versus = "-"
-        if "tokens_per_second_vs_best_baseline" in m:
-            versus = (f"{m['tokens_per_second_vs_best_baseline']:.2f}x "
-                      f"(cpu {m['tokens_per_cpu_second_vs_best_baseline']:.2f}x)")
-        lines.append(f"{arm:<19}{m['steps']:>6}{m['tokens']:>8}{m['positions']:>10}{m['logit_positions']:>10}"
-                     f"{m['train_seconds']:>7.1f}{m['tokens_per_second']:>7.1f}{m['positions_per_second']:>7.1f}"
-                     f"{m['tokens_per_cpu_second']:>10.1f}{m['peak_rss_bytes'] / 2**20:>8.0f}MB{m['loss_after']:>11.3f}"
-                     f"{versus:>23}")
+    lines += [_row(arm, m) for arm, m in result["arms"].items()]
     lines.append("tokens: the examples' own (same in every arm); positions: run through the model, padding and "
                  "repeated prefixes included; logit pos: projected onto the vocabulary")
     return "\n".join(lines)
