@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from pipeline.benchmarks.train import ARMS
 from pipeline.orchestration.in_process import JobFailed, run_main_job
 from pipeline.settings import get_settings
 from pipeline.shell.local_stack import (
@@ -369,23 +370,31 @@ def bench_dedup(n_docs: int, seed: int, as_json: bool) -> None:
 
 @bench.command("train")
 @click.option("--examples", "n_examples", type=_count(), default=12, show_default=True)
+@click.option("--examples-per-step", type=_count(), default=2, show_default=True,
+              help="About this many examples per optimizer step in the other arms: the flywheel arm's prefix "
+                   "batches, as the pipeline's, are sized by positions (~2 of our conversations).")
 @click.option("--model", default="smollm2", show_default=True,
               help="smollm2 (embedded SmolLM2-135M), tiny (random, seconds) or a model dir.")
-@click.option("--arm", "arms", multiple=True, default=("padding", "flywheel"), show_default=True,
-              type=click.Choice(["padding", "flywheel", "flywheel_packed", "flywheel_no_prefix"]),
+@click.option("--arm", "arms", multiple=True, default=ARMS, show_default=True, type=click.Choice(ARMS),
               help="Arms to run, in order (repeat the option).")
+@click.option("--warehouse", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="DuckDB file holding marts.sft_examples (default: the pipeline's warehouse).")
 @click.option("--json", "as_json", is_flag=True)
-def bench_train(n_examples: int, model: str, arms: tuple[str, ...], as_json: bool) -> None:
-    """Effective (non-padding) trained tokens/s and peak memory of our training step
-    next to transformers' Trainer with default padding, same data and model, one run.
-    Reads sft_examples from the warehouse (run the pipeline first)."""
+@_one_line_errors
+def bench_train(n_examples: int, examples_per_step: int, model: str, arms: tuple[str, ...], warehouse: Path | None,
+                as_json: bool) -> None:
+    """Example tokens/s, computed positions/s, tokens per CPU-second, peak memory and the loss
+    after one epoch of our training step next to TRL's SFTTrainer (packing, padding-free,
+    assistant-only loss) and transformers' Trainer with padding: same examples, model, full
+    fine-tuning and learning rate, one run."""
     import json
 
     from pipeline.benchmarks.train import format_train_benchmark, run_train_benchmark
 
     settings = get_settings()
-    result = run_train_benchmark(duckdb_path=settings.duckdb_path, n_examples=n_examples, model=model,
-                                 cache_dir=settings.state_dir / "models", arms=arms)
+    result = run_train_benchmark(duckdb_path=warehouse or settings.duckdb_path, n_examples=n_examples, model=model,
+                                 cache_dir=settings.state_dir / "models", examples_per_step=examples_per_step,
+                                 arms=arms, log=lambda row: click.echo(row, err=True))
     click.echo(json.dumps(result, indent=2, default=str) if as_json else format_train_benchmark(result))
 
 

@@ -10,12 +10,14 @@ metrics). It loads with `from_pretrained(out_dir)` offline and names no hub id.
 Why transformers' `Trainer` with our own collator and loss, not TRL's `SFTTrainer`:
 `SFTTrainer` covers assistant-only loss and padding-free packing, but (1) it has no
 per-example loss weights, which curation's balancing produces; (2) it cannot share the long
-system + tools prefix of agent conversations between examples (`data.py`), which on our
-marts removes about a third of the tokens to compute (rows of 3,072); (3) we compute the vocabulary projection
-only at supervised positions (`logits_to_keep` with a boolean mask), which SFTTrainer's
-loss does not. These are ~40 lines on top of `Trainer`, which still provides the loop,
-optimizer, schedule, gradient accumulation, mixed precision and device placement (GPU when
-present, CPU otherwise). DPO has no such needs and uses TRL's `DPOTrainer` directly.
+system + tools prefix of agent conversations between examples (`core/training/packing.py`),
+which on our marts removes about a third of the tokens to compute (rows of 3,072); (3) we
+compute the vocabulary projection only at supervised positions (`logits_to_keep` with a
+boolean mask) on any device, where TRL's fused LM head (1.16) does so only with its Triton
+kernel (CUDA, XPU) and projects every position on a CPU. `flywheel bench train` measures
+each of these against SFTTrainer. These are ~40 lines on top of `Trainer`, which still
+provides the loop, optimizer, schedule, gradient accumulation, mixed precision and device
+placement (GPU when present, CPU otherwise). DPO has no such needs and uses TRL's `DPOTrainer` directly.
 
 Loss: cross-entropy on assistant tokens, each token weighted by its example's weight
 (weights rescaled to mean 1 over supervised tokens), divided by the number of supervised
@@ -200,10 +202,12 @@ class PeakMemory:
             self.peak_gpu = torch.cuda.max_memory_allocated()
 
 
-def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool, **extra: Any):
+def _training_arguments(config: TrainConfig, output_dir: str, bf16: bool, arguments_class: Any = None, **extra: Any):
+    """`TrainingArguments`, or a subclass such as TRL's `SFTConfig` (whose own defaults, e.g.
+    activation checkpointing on, are overridden by the same values)."""
     from transformers import TrainingArguments
 
-    return TrainingArguments(
+    return (arguments_class or TrainingArguments)(
         output_dir=output_dir, per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum, learning_rate=config.learning_rate,
         num_train_epochs=config.epochs, max_steps=config.max_steps, lr_scheduler_type=config.lr_scheduler,
@@ -352,16 +356,6 @@ def _quiet(trainer: Any) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
-def steady_tokens_per_second(history: list[dict[str, float]]) -> float | None:
-    """Tokens/s after the first optimizer step (which also pays one-time warm-up: kernel
-    selection, allocator growth); None with fewer than two logged steps."""
-    timed = [h for h in history if "tokens" in h and "elapsed_seconds" in h]
-    if len(timed) < 2:
-        return None
-    first, last = timed[0], timed[-1]
-    return (last["tokens"] - first["tokens"]) / max(last["elapsed_seconds"] - first["elapsed_seconds"], 1e-9)
-
-
 def _resolve_config_model(model_dir: ModelRef | None, config: TrainConfig) -> ModelRef:
     return model_dir if model_dir is not None else config.base_model
 
@@ -484,15 +478,17 @@ def train_sft(examples: Iterable[Mapping[str, Any] | SFTExample], model_dir: Mod
 
 def _arguments_as_json(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Tool-call arguments as JSON strings: Arrow (datasets) would otherwise merge every
-    call's argument objects into one struct type and add null keys."""
+    call's argument objects into one struct type and add null keys. Written as the template's
+    `tojson` writes objects (non-ASCII kept), so both forms render to the same tokens."""
+    def as_string(arguments: Any) -> str:
+        return arguments if isinstance(arguments, str) else json.dumps(arguments, ensure_ascii=False)
+
     out = []
     for message in messages:
         message = dict(message)
         if message.get("tool_calls"):
             message["tool_calls"] = [
-                {**call, "function": {**call["function"], "arguments": json.dumps(call["function"]["arguments"])
-                                      if not isinstance(call["function"]["arguments"], str)
-                                      else call["function"]["arguments"]}}
+                {**call, "function": {**call["function"], "arguments": as_string(call["function"]["arguments"])}}
                 for call in message["tool_calls"]]
         out.append(message)
     return out

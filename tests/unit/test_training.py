@@ -477,14 +477,40 @@ def test_dpo_trains_on_preference_pairs_and_saves(tiny_dir, examples, tmp_path):
     assert (result.model_dir / "model.safetensors").is_file()
 
 
-def test_benchmark_compares_against_the_padding_baseline(tiny_dir, examples, tmp_path):
-    from pipeline.benchmarks.train import format_train_benchmark, run_train_benchmark
+def test_benchmark_arms_train_the_same_tokens_and_differ_in_what_they_compute(tiny_dir, examples, tmp_path):
+    pytest.importorskip("trl")
+    from pipeline.benchmarks.train import ARMS, format_train_benchmark, run_train_benchmark
 
-    report = run_train_benchmark(examples[:4], model=str(tiny_dir), cache_dir=tmp_path, max_length=1024,
-                                 pack_length=1024, precision="fp32", isolate=False)
-    padding, ours = report["arms"]["padding"], report["arms"]["flywheel"]
-    assert padding["tokens"] == ours["tokens"] and padding["examples"] == ours["examples"] == 4  # same data
-    assert ours["computed_tokens"] < padding["computed_tokens"] and padding["padding_fraction"] > 0
-    assert ours["speedup"] == pytest.approx(ours["tokens_per_second"] / padding["tokens_per_second"])
+    report = run_train_benchmark(examples[:6], model=str(tiny_dir), cache_dir=tmp_path, max_length=1024,
+                                 learning_rate=1e-3, precision="fp32", isolate=False)
+    arms = report["arms"]
+    assert list(arms) == list(ARMS) and not [a for a, m in arms.items() if "failed" in m]
+    # TRL renders and labels the conversations itself: the same tokens as ours
+    assert {m["tokens"] for m in arms.values()} == {arms["flywheel"]["tokens"]}
+    assert {m["examples"] for m in arms.values()} == {6}
+    padding, padding_free = arms["trainer_padding"], arms["trl_padding_free"]
+    assert padding["positions"] > padding["tokens"] == padding_free["positions"]  # padding, and none
+    assert arms["flywheel"]["positions"] < arms["flywheel_no_prefix"]["positions"]  # the prefix runs once per batch
+    # our loss projects supervised positions only; TRL's fused head does too, but only with its GPU kernel
+    ours = arms["flywheel_no_prefix"]["logit_positions"]
+    assert ours < padding["logit_positions"] == padding["positions"]
+    assert (arms["trl_packing"]["logit_positions"] > ours) == (not torch.cuda.is_available())
+    assert all(m["loss_after"] < report["loss_before"] for m in arms.values())  # every arm trained
+    # same batches, same objective: TRL's assistant-only labels are ours
+    assert padding_free["loss_after"] == pytest.approx(padding["loss_after"], abs=1e-3)
     table = format_train_benchmark(report)
-    assert "padding" in table and "flywheel" in table and "speedup" in table
+    assert all(arm in table for arm in ARMS) and f"{report['loss_before']:.3f}" in table
+
+
+def test_benchmark_reports_an_arm_that_fails_with_its_reason(tiny_dir, examples, tmp_path, monkeypatch):
+    from pipeline.benchmarks import train as bench
+
+    def unsupported(*args, **kwargs):
+        raise NotImplementedError("padding-free needs flash attention\nsecond line")
+
+    monkeypatch.setattr(bench, "_trl_arm", unsupported)
+    report = bench.run_train_benchmark(examples[:2], model=str(tiny_dir), cache_dir=tmp_path, max_length=1024,
+                                       arms=("trl_packing", "flywheel"), precision="fp32", isolate=False)
+    assert report["arms"]["trl_packing"] == {"failed": "NotImplementedError: padding-free needs flash attention"}
+    assert "tokens_per_second_vs_best_baseline" not in report["arms"]["flywheel"]  # no baseline to compare with
+    assert "trl_packing        failed: NotImplementedError" in bench.format_train_benchmark(report)
