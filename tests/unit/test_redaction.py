@@ -444,11 +444,17 @@ def test_redact_tables_on_simulated_corpus_leaves_no_planted_value(simulated):
 def test_benchmark_report_shape():
     from pipeline.benchmarks.redact import format_benchmark, run_redaction_benchmark
 
-    result = run_redaction_benchmark(days=1, per_day=8, seed=3)
-    assert result["corpus"]["messages"] > 0
-    assert result["ours"]["messages_per_s"] > 0 and result["presidio"]["messages_per_s"] > 0
-    assert set(result["targets"]) == {"structured_recall_ge_99", "no_secret_survives", "speed_ge_20x",
-                                      "recall_ge_presidio_every_type"}
+    result = run_redaction_benchmark(days=1, per_day=8, seed=3, external_per_locale=2, external_secrets=23)
+    for corpus in ("simulated", "external"):
+        assert result[corpus]["corpus"]["messages"] > 0
+        assert all(result[corpus]["arms"][arm]["messages_per_s"] > 0 for arm in ("ours", "presidio", "detect_secrets"))
+        assert set(result[corpus]["targets"]) == {
+            "structured_recall_ge_99", "no_secret_survives", "speed_ge_20x",
+            "recall_ge_presidio_every_compared_type", "recall_ge_detect_secrets_every_compared_type"}
+    # Presidio is not scored on what needs its NER model, nor on secrets.
+    assert "PERSON" not in result["external"]["arms"]["presidio"]["compared_types"]
+    assert "API_KEY" in result["external"]["arms"]["detect_secrets"]["compared_types"]
     report = format_benchmark(result)
-    assert "speed ratio" in report and "EMAIL" in report
+    assert "speed ratio" in report and "EMAIL" in report and "n/c" in report
+    assert report.index("External corpus") < report.index("Simulated corpus")  # the headline comes first
     json.dumps(result)  # plain data, ready to be printed or logged as JSON
