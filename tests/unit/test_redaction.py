@@ -82,6 +82,12 @@ POSITIVES = [
     ("PASSWORD", "I can't log in, my password is Kestrel#4821 and it says invalid.", "Kestrel#4821"),
     ("PASSWORD", "db settings: pwd=S3cr3t!x", "S3cr3t!x"),
     ("PASSWORD", 'excerpt {"user": "u1", "password": "hunter2 with spaces"}', "hunter2 with spaces"),
+    ("PASSWORD", "it connects with amqp://svc:Tr0ub4dor&3@10.1.2.3:5672/ and fails", "Tr0ub4dor&3"),
+    ("API_KEY", "the key was:\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oqGnh\n"
+     "-----END EC PRIVATE KEY-----\nplease rotate it",
+     "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oqGnh\n-----END EC PRIVATE KEY-----"),
+    ("API_KEY", "log cut: -----BEGIN PRIVATE KEY----- MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+     "-----BEGIN PRIVATE KEY----- MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
 ]
 
 
@@ -103,6 +109,7 @@ NEGATIVES = [
     "The API key is invalid, the token was revoked.",  # no secret
     "I ordered 2 Burr coffee grinders and 3 Paper filters x100.",  # quantities
     "agent_version 2026.11.1 answered in 1234.5 ms",  # build number, latency
+    "see https://docs.example.com:8443/guide#auth or http://user:****@proxy/",  # a port; a masked password
 ]
 
 
