@@ -81,9 +81,10 @@ class Evaluation:
         planted = sum(s.planted for s in scores)
         return sum(s.found for s in scores) / planted if planted else None
 
-    def precision(self) -> float | None:
-        detected = sum(s.detected for s in self.by_type.values())
-        return sum(s.detected_on_planted for s in self.by_type.values()) / detected if detected else None
+    def precision(self, types: Sequence[str] | None = None) -> float | None:
+        scores = [s for t, s in self.by_type.items() if types is None or t in types]
+        detected = sum(s.detected for s in scores)
+        return sum(s.detected_on_planted for s in scores) / detected if detected else None
 
     def to_dict(self) -> dict[str, object]:
         return {
