@@ -27,7 +27,7 @@ import contextlib
 import io
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from faker.providers import BaseProvider
@@ -264,10 +264,28 @@ def evaluator_templates() -> list[str]:
     return [line.replace("\\n", "\n") for line in lines if line and "hospital" not in line.lower()]
 
 
+@contextlib.contextmanager
+def _global_random_restored() -> Iterator[None]:
+    """The package seeds and draws from the process-wide generators (random, numpy, Faker's
+    shared one): put them back as they were, so generating a corpus changes nothing else."""
+    import random
+
+    import numpy as np
+    from faker import generator
+
+    states = random.getstate(), np.random.get_state(), generator.random.getstate()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        generator.random.setstate(states[2])
+
+
 def _samples(locale: str, templates: Sequence[str], providers: Sequence[Any], n: int, lower_case_ratio: float,
              seed: int, kind: str) -> list[EvalMessage]:
-    faker = _sentence_faker(locale, templates, providers, lower_case_ratio, seed)
-    with contextlib.redirect_stderr(io.StringIO()):  # its progress bar
+    with _global_random_restored(), contextlib.redirect_stderr(io.StringIO()):  # stderr: its progress bar
+        faker = _sentence_faker(locale, templates, providers, lower_case_ratio, seed)
         samples = faker.generate_new_fake_sentences(n)
     out = []
     for i, sample in enumerate(samples):
