@@ -127,11 +127,6 @@ def _anonymized(text: str, results: Sequence[Any]) -> tuple[str, list[Span]]:
     return anonymized, spans
 
 
-def presidio_redact_text(text: str) -> tuple[str, list[Span]]:
-    """One text analysed and anonymized on its own."""
-    return _anonymized(text, presidio_analyze(text))
-
-
 def presidio_redact_conversation(texts: Sequence[str]) -> list[tuple[str, list[Span]]]:
     """The messages of one conversation analysed as one text (joined by CONVERSATION_SEPARATOR,
     so context words of one message count for the next, as our redactor sees a whole

@@ -398,9 +398,10 @@ def test_presidio_baseline_runs_offline_with_pattern_recognizers(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    from pipeline.benchmarks.presidio_baseline import presidio_redact_text
+    from pipeline.benchmarks.presidio_baseline import presidio_redact_conversation
 
-    text, spans = presidio_redact_text("Mail john.doe@gmail.com or call +1 415-555-0123, card 4111 1111 1111 1111")
+    [(text, spans)] = presidio_redact_conversation(
+        ["Mail john.doe@gmail.com or call +1 415-555-0123, card 4111 1111 1111 1111"])
     assert "john.doe@gmail.com" not in text and "<EMAIL_ADDRESS>" in text
     assert {"EMAIL_ADDRESS", "CREDIT_CARD"} <= {s.entity_type for s in spans}
 
