@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import json
 import re
 import string
 from collections.abc import Iterator, Sequence
@@ -137,7 +138,8 @@ class SecretProvider(BaseProvider):
         return f"xoxb-{self._chars(digits, 12)}-{self._chars(digits, 13)}-{self._chars(_ALNUM, 24)}"
 
     def openai_key(self) -> str:
-        return "sk-proj-" + self._chars(_ALNUM + "_-", 48)
+        # Project keys carry the base64 of "openai" (T3BlbkFJ) between two random runs.
+        return f"sk-proj-{self._chars(_ALNUM + '_-', 54)}{self._chars(_ALNUM, 20)}T3BlbkFJ{self._chars(_ALNUM, 74)}"
 
     def google_api_key(self) -> str:
         return "AIza" + self._chars(_ALNUM + "_-", 35)
@@ -155,10 +157,17 @@ class SecretProvider(BaseProvider):
         return self._chars("0123456789abcdef", 32)
 
     def jwt(self) -> str:
-        def part(n: int) -> str:
-            return base64.urlsafe_b64encode(self.generator.random.randbytes(n)).decode().rstrip("=")
+        """A signed JWT: base64url JSON header and claims, a random HS256 signature."""
 
-        return f"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.{part(48)}.{part(32)}"
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+        issued = self.generator.random.randint(1_700_000_000, 1_800_000_000)
+        claims = {"sub": self._chars(string.digits, 8), "name": self.generator.name(), "iat": issued,
+                  "exp": issued + 3600}
+        header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+        payload = b64(json.dumps(claims, separators=(",", ":")).encode())
+        return f"{header}.{payload}.{b64(self.generator.random.randbytes(32))}"
 
     def bearer_token(self) -> str:
         return self._chars(_ALNUM, 40)

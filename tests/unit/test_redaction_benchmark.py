@@ -3,6 +3,8 @@ configured (Presidio pattern-only with context, detect-secrets) and the scoring 
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import socket
 
@@ -60,7 +62,10 @@ def test_secret_provider_values_have_their_vendors_shapes():
     fake.seed_instance(3)
     assert re.fullmatch(r"AKIA[0-9A-Z]{16}", fake.aws_access_key_id())
     assert re.fullmatch(r"gh[pos]_[A-Za-z0-9]{36}", fake.github_token())
-    assert fake.jwt().count(".") == 2 and fake.jwt().startswith("eyJ")
+    header, claims, signature = fake.jwt().split(".")
+    assert json.loads(base64.urlsafe_b64decode(claims + "==")).keys() >= {"sub", "iat", "exp"}
+    assert header.startswith("eyJ") and len(base64.urlsafe_b64decode(signature + "==")) == 32
+    assert re.fullmatch(r"sk-proj-[\w-]+T3BlbkFJ\w{74}", fake.openai_key())
     key = fake.private_key().splitlines()
     assert re.fullmatch(r"-----BEGIN (RSA |EC |OPENSSH )?PRIVATE KEY-----", key[0])
     assert key[-1] == key[0].replace("BEGIN", "END") and all(len(line) <= 64 for line in key[1:-1])
