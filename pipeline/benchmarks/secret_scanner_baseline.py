@@ -1,9 +1,12 @@
 """detect-secrets (Yelp) as the reference for secrets: Presidio is not a secret scanner.
 
 It runs as its documentation shows for a scan: `default_settings()` (every plugin, default
-entropy limits and filters) and `SecretsCollection.scan_file`, on one temporary `.log` file
-holding all the texts, line by line (it is a line scanner, so the unit of text is the same
-whether one message or a whole conversation is written). Its IPPublicDetector is switched off:
+entropy limits and filters) and the scan of a file (`detect_secrets.core.scan.scan_file`, what
+`SecretsCollection.scan_file` calls), on one temporary `.log` file holding all the texts, line
+by line (it is a line scanner, so the unit of text is the same whether one message or a whole
+conversation is written). Its findings are taken before SecretsCollection keeps one per
+distinct value and file: every "BEGIN RSA PRIVATE KEY" header is the same value, and each
+message must get its own finding. Its IPPublicDetector is switched off:
 IP addresses are not secrets, and ours are scored as PII.
 
 A finding is (line, plugin, secret value). Some plugins report only part of the secret (the
@@ -80,7 +83,7 @@ def _masked(text: str, spans: Sequence[tuple[int, int, str]]) -> str:
 
 def scan_texts(texts: Sequence[str]) -> list[RedactorOutput]:
     """One RedactorOutput per text: spans over what detect-secrets found, masked in the text."""
-    from detect_secrets import SecretsCollection
+    from detect_secrets.core.scan import scan_file
     from detect_secrets.settings import default_settings, get_settings
 
     # Line number (1-based) in the scanned file → (text index, offset of the line in that text).
@@ -96,13 +99,11 @@ def scan_texts(texts: Sequence[str]) -> list[RedactorOutput]:
     with tempfile.TemporaryDirectory(prefix="flywheel-secret-scan-") as tmp:
         path = Path(tmp) / "messages.log"
         path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        by_line: dict[int, list[tuple[str, str]]] = {}
         with default_settings():
             get_settings().disable_plugins("IPPublicDetector")
-            collection = SecretsCollection()
-            collection.scan_file(str(path))
-        by_line: dict[int, list[tuple[str, str]]] = {}
-        for _, secret in collection:
-            by_line.setdefault(secret.line_number, []).append((secret.type, secret.secret_value or ""))
+            for secret in scan_file(str(path)):
+                by_line.setdefault(secret.line_number, []).append((secret.type, secret.secret_value or ""))
     spans: list[list[tuple[int, int, str]]] = [[] for _ in texts]
     for line_number, findings in by_line.items():
         i, offset = where[line_number]

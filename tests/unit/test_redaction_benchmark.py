@@ -147,6 +147,12 @@ def test_scan_texts_maps_findings_back_to_each_message_and_line():
     assert {t for *_, t in outs[2].spans} == {"PRIVATE_KEY"} and "MIIE" in outs[2].text
 
 
+def test_scan_texts_reports_a_repeated_value_in_every_message():
+    key = "AKIAIOSFODNN7EXAMPLE"
+    outs = scan_texts([f"export AWS_ACCESS_KEY_ID={key}", "unrelated", f"again {key}"])
+    assert key not in outs[0].text and key not in outs[2].text
+
+
 # -- Presidio as configured ----------------------------------------------------------------------
 
 
