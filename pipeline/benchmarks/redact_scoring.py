@@ -5,15 +5,19 @@ what a redactor produced (redacted text + detected spans in the original text's 
 
 - Recall per entity type: a planted value counts as found when it no longer appears
   verbatim in the redacted text AND detected spans (of any type) cover every letter and digit
-  of every place it occurs. Planted values that do not occur in their message's text at all
-  (a landing format dropped or re-encoded them) are counted as `not_located`, not scored.
+  of every place it occurs as a whole word. Planted values that do not occur in their message's
+  text at all (a landing format dropped or re-encoded them) are counted as `not_located`, not scored.
 - Precision per detected type: detected spans that overlap a planted value / all detected
   spans of that type. Detector-specific names are mapped to ours first (`entity_map`, e.g.
   EMAIL_ADDRESS → EMAIL); names without a mapping (URL, DATE_TIME, ...) are reported as they
   are. Precision is only as good as the ground truth: a real but unplanted value (an agent's
   own phone number, say) counts against it.
-- Secrets surviving: distinct planted API_KEY / TOKEN / PASSWORD values still present
-  verbatim anywhere in the redacted output (all messages together).
+- Flagged per entity type: planted values that some detected span overlaps at all. A scanner
+  that points at a secret without covering it (a private key's header line) flags it without
+  finding it.
+- Secrets surviving: distinct planted API_KEY / TOKEN / PASSWORD / PRIVATE_KEY values still
+  present verbatim anywhere in the redacted output (all messages together), or not found
+  where planted (a private key whose header was masked and whose body was not).
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from pipeline.core.redaction.detectors import SECRET_TYPES, STRUCTURED_TYPES
+
+# Planted secret types: ours, plus PRIVATE_KEY (the external corpus plants PEM blocks; our
+# redactor reports them as API_KEY, so it is a type of the ground truth only).
+PLANTED_SECRET_TYPES: frozenset[str] = SECRET_TYPES | {"PRIVATE_KEY"}
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class RedactorOutput:
 class TypeScore:
     planted: int = 0
     found: int = 0
+    flagged: int = 0
     detected: int = 0
     detected_on_planted: int = 0
 
@@ -72,9 +81,10 @@ class Evaluation:
         planted = sum(s.planted for s in scores)
         return sum(s.found for s in scores) / planted if planted else None
 
-    def precision(self) -> float | None:
-        detected = sum(s.detected for s in self.by_type.values())
-        return sum(s.detected_on_planted for s in self.by_type.values()) / detected if detected else None
+    def precision(self, types: Sequence[str] | None = None) -> float | None:
+        scores = [s for t, s in self.by_type.items() if types is None or t in types]
+        detected = sum(s.detected for s in scores)
+        return sum(s.detected_on_planted for s in scores) / detected if detected else None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -90,9 +100,14 @@ class Evaluation:
 
 
 def _occurrences(text: str, value: str) -> list[int]:
+    """Where value occurs as itself, not inside a longer word or number (a first name "Al"
+    is not in "Alabama"; a building number "12" is not in "2012")."""
     out, start = [], text.find(value)
     while start >= 0:
-        out.append(start)
+        end = start + len(value)
+        if not (value[0].isalnum() and start > 0 and text[start - 1].isalnum()) and not (
+                value[-1].isalnum() and end < len(text) and text[end].isalnum()):
+            out.append(start)
         start = text.find(value, start + 1)
     return out
 
@@ -110,6 +125,7 @@ def evaluate(
     ev = Evaluation(messages=len(messages))
     scores: dict[str, TypeScore] = defaultdict(TypeScore)
     secrets: set[str] = set()
+    exposed: set[str] = set()  # planted values not found in some message
     for msg, out in zip(messages, outputs):
         text = msg.text
         covered = bytearray(len(text))
@@ -117,7 +133,7 @@ def evaluate(
             covered[max(0, start):min(len(text), end)] = b"\x01" * (min(len(text), end) - max(0, start))
         planted_ranges: list[tuple[int, int]] = []
         for entity_type, value in dict.fromkeys(msg.planted):
-            if entity_type in SECRET_TYPES:
+            if entity_type in PLANTED_SECRET_TYPES:
                 secrets.add(value)
             places = _occurrences(text, value)
             if not places:
@@ -129,9 +145,13 @@ def evaluate(
             all_covered = all(
                 covered[p + i] or not ch.isalnum() for p in places for i, ch in enumerate(value)
             )
-            if all_covered and value not in out.text:
+            if any(covered[p:p + len(value)].count(1) for p in places):
+                score.flagged += 1
+            if all_covered and not _occurrences(out.text, value):
                 score.found += 1
-            elif keep_examples and len(ev.missed_examples.setdefault(entity_type, [])) < keep_examples:
+                continue
+            exposed.add(value)
+            if keep_examples and len(ev.missed_examples.setdefault(entity_type, [])) < keep_examples:
                 p = places[0]
                 ev.missed_examples[entity_type].append(f"{value!r} in …{text[max(0, p - 60):p + len(value) + 30]}…")
         for start, end, etype in out.spans:
@@ -141,6 +161,6 @@ def evaluate(
                 score.detected_on_planted += 1
     corpus = "\n".join(o.text for o in outputs)
     ev.secrets_planted = len(secrets)
-    ev.secrets_surviving = sum(1 for s in secrets if s in corpus)
+    ev.secrets_surviving = sum(1 for s in secrets if s in exposed or s in corpus)
     ev.by_type = dict(sorted(scores.items()))
     return ev

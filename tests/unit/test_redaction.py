@@ -82,6 +82,12 @@ POSITIVES = [
     ("PASSWORD", "I can't log in, my password is Kestrel#4821 and it says invalid.", "Kestrel#4821"),
     ("PASSWORD", "db settings: pwd=S3cr3t!x", "S3cr3t!x"),
     ("PASSWORD", 'excerpt {"user": "u1", "password": "hunter2 with spaces"}', "hunter2 with spaces"),
+    ("PASSWORD", "it connects with amqp://svc:Tr0ub4dor&3@10.1.2.3:5672/ and fails", "Tr0ub4dor&3"),
+    ("API_KEY", "the key was:\n-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oqGnh\n"
+     "-----END EC PRIVATE KEY-----\nplease rotate it",
+     "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oqGnh\n-----END EC PRIVATE KEY-----"),
+    ("API_KEY", "log cut: -----BEGIN PRIVATE KEY----- MIIEvQIBADANBgkqhkiG9w0BAQEFAASC",
+     "-----BEGIN PRIVATE KEY----- MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"),
 ]
 
 
@@ -103,6 +109,7 @@ NEGATIVES = [
     "The API key is invalid, the token was revoked.",  # no secret
     "I ordered 2 Burr coffee grinders and 3 Paper filters x100.",  # quantities
     "agent_version 2026.11.1 answered in 1234.5 ms",  # build number, latency
+    "see https://docs.example.com:8443/guide#auth or http://user:****@proxy/",  # a port; a masked password
 ]
 
 
@@ -391,9 +398,10 @@ def test_presidio_baseline_runs_offline_with_pattern_recognizers(monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", no_network)
     monkeypatch.setattr(socket, "getaddrinfo", no_network)
-    from pipeline.benchmarks.presidio_baseline import presidio_redact_text
+    from pipeline.benchmarks.presidio_baseline import presidio_redact_conversation
 
-    text, spans = presidio_redact_text("Mail john.doe@gmail.com or call +1 415-555-0123, card 4111 1111 1111 1111")
+    [(text, spans)] = presidio_redact_conversation(
+        ["Mail john.doe@gmail.com or call +1 415-555-0123, card 4111 1111 1111 1111"])
     assert "john.doe@gmail.com" not in text and "<EMAIL_ADDRESS>" in text
     assert {"EMAIL_ADDRESS", "CREDIT_CARD"} <= {s.entity_type for s in spans}
 
@@ -444,11 +452,17 @@ def test_redact_tables_on_simulated_corpus_leaves_no_planted_value(simulated):
 def test_benchmark_report_shape():
     from pipeline.benchmarks.redact import format_benchmark, run_redaction_benchmark
 
-    result = run_redaction_benchmark(days=1, per_day=8, seed=3)
-    assert result["corpus"]["messages"] > 0
-    assert result["ours"]["messages_per_s"] > 0 and result["presidio"]["messages_per_s"] > 0
-    assert set(result["targets"]) == {"structured_recall_ge_99", "no_secret_survives", "speed_ge_20x",
-                                      "recall_ge_presidio_every_type"}
+    result = run_redaction_benchmark(days=1, per_day=8, seed=3, external_per_locale=2, external_secrets=23)
+    for corpus in ("simulated", "external"):
+        assert result[corpus]["corpus"]["messages"] > 0
+        assert all(result[corpus]["arms"][arm]["messages_per_s"] > 0 for arm in ("ours", "presidio", "detect_secrets"))
+        assert set(result[corpus]["targets"]) == {
+            "structured_recall_ge_99", "no_secret_survives", "speed_ge_20x",
+            "recall_ge_presidio_every_compared_type", "recall_ge_detect_secrets_every_compared_type"}
+    # Presidio is not scored on what needs its NER model, nor on secrets.
+    assert "PERSON" not in result["external"]["arms"]["presidio"]["compared_types"]
+    assert "API_KEY" in result["external"]["arms"]["detect_secrets"]["compared_types"]
     report = format_benchmark(result)
-    assert "speed ratio" in report and "EMAIL" in report
+    assert "speed ratio" in report and "EMAIL" in report and "n/c" in report
+    assert report.index("External corpus") < report.index("Simulated corpus")  # the headline comes first
     json.dumps(result)  # plain data, ready to be printed or logged as JSON

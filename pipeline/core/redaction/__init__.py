@@ -6,8 +6,9 @@
 - `redact`: JSON-aware redaction of texts, trajectories and the raw tables (`redact_tables`).
 - `surrogates`: realistic made-up values of the same kind, keyed per trajectory (the default).
 
-Its benchmark against Presidio, with the scoring, lives in `pipeline.benchmarks` (`redact`,
-`redact_scoring`, `presidio_baseline`).
+Its benchmark against Presidio and detect-secrets, on the simulated corpus and an external one,
+lives in `pipeline.benchmarks` (`redact`, `redact_scoring`, `presidio_baseline`,
+`secret_scanner_baseline`, `external_corpus`).
 """
 
 from pipeline.core.redaction.detectors import ENTITY_TYPES, SECRET_TYPES, STRUCTURED_TYPES, Span, detect

@@ -12,6 +12,8 @@ Decisions (tests pin them):
 - PERSON is only detected from context (self-introductions, greetings, sign-offs, titles,
   "name: X"); a bare capitalised word is never a name. Names must be capitalised.
 - IBAN and UK NINO must be upper case, as printed; lower-case look-alikes are left alone.
+- A password in a URL (scheme://user:password@host) is a PASSWORD; a PEM private key block is
+  an API_KEY as a whole, header to footer (as a `private_key` JSON key is).
 - Secrets (API_KEY, TOKEN, PASSWORD) get the highest priority: when spans overlap, the
   longest span wins, ties go to the higher-priority type, and a partially overlapping loser is
   merged into the winner so no fragment of either value survives.
@@ -350,6 +352,16 @@ _SECRET_KV = re.compile(
     r"(?![a-z])[\"']?\s*(?P<sep>\bis\b|\bwas\b|:=|=>|[:=])?\s*"
     r"(?:\"(?P<q1>[^\"\n]{1,200})\"|'(?P<q2>[^'\n]{1,200})'|(?P<v>[^\s\"',;]{1,200}))"
 )
+# A password in a URL's user information (RFC 3986: scheme://user:password@host), as in
+# database and broker connection strings and git remotes with a token.
+_URL_PASSWORD = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*:(?P<v>[^\s/?#@]+)@")
+# A PEM private key (RFC 7468), whole: header, base64 body, footer. Without a footer (a log
+# excerpt cut short) the body runs as far as the base64 lines go.
+_PRIVATE_KEY = re.compile(
+    r"-----BEGIN (?P<k>[A-Z0-9 ]*?)PRIVATE KEY(?P<b>(?: BLOCK)?)-----"
+    r"(?:.*?-----END (?P=k)PRIVATE KEY(?P=b)-----|(?:\s*[A-Za-z0-9+/=]{16,})+)",
+    re.DOTALL,
+)
 _PASSWORD_KEYS = frozenset({"password", "passwd", "passphrase", "passcode", "pwd"})
 NOT_SECRETS: frozenset[str] = frozenset(
     """not wrong invalid incorrect correct expired required missing empty too the a an being still reset
@@ -396,6 +408,13 @@ def _detect_secrets(text: str) -> Iterable[Candidate]:
         value = text[start:end]
         if any(c.isdigit() for c in value) or len(value) >= 16:
             yield start, end, "TOKEN", PRIORITY["TOKEN"]
+    if "://" in text:
+        for m in _URL_PASSWORD.finditer(text):
+            if _plausible_secret("PASSWORD", m.group("v"), True):
+                yield m.start("v"), m.end("v"), "PASSWORD", PRIORITY["PASSWORD"]
+    if "PRIVATE KEY" in text:
+        for m in _PRIVATE_KEY.finditer(text):
+            yield m.start(), m.end(), "API_KEY", PRIORITY["API_KEY"]
     for m in _SECRET_KV.finditer(text):
         group = "q1" if m.group("q1") is not None else "q2" if m.group("q2") is not None else "v"
         start, end = m.span(group)
@@ -415,7 +434,7 @@ _HAS_UPPER = re.compile(rf"[{_UP}]")
 # its patterns need), which skips most of the work on the many texts without PII.
 # Both run on the lower-cased text (faster than IGNORECASE).
 _SECRET_TRIGGER = re.compile(
-    r"sk-|[sr]k_|akia|asia|agpa|aida|aroa|anpa|gh[pousr]_|github_pat|glpat-|xox|aiza|hf_|sg\.|eyj"
+    r"://|sk-|[sr]k_|akia|asia|agpa|aida|aroa|anpa|gh[pousr]_|github_pat|glpat-|xox|aiza|hf_|sg\.|eyj"
     r"|bearer|basic|token|bot|pass|pwd|key|secret"
 )
 _PERSON_TRIGGER = re.compile(
