@@ -109,11 +109,16 @@ def setup() -> None:
 def base_model() -> None:
     """Convert the embedded base model to safetensors under the state directory, once
     (`make setup` runs it beside the lakeFS build, so the first training need not)."""
+    started = time.monotonic()
+    path = _embedded_base_model()
+    click.echo(f"base model: {path} ({time.monotonic() - started:.1f}s)")
+
+
+def _embedded_base_model() -> Path:
+    """The embedded SmolLM2 as a safetensors directory under the state dir (converted once)."""
     from pipeline.learning.base_model import EMBEDDED_MODEL, resolve_base_model
 
-    started = time.monotonic()
-    path = resolve_base_model(EMBEDDED_MODEL, get_settings().state_dir / "models")
-    click.echo(f"base model: {path} ({time.monotonic() - started:.1f}s)")
+    return Path(resolve_base_model(EMBEDDED_MODEL, get_settings().state_dir / "models"))
 
 
 def _dbt_parse() -> None:
@@ -432,11 +437,9 @@ def bench_eval(model: str, n_cases: int, warehouse: Path | None, max_new_tokens:
 
 def _model_dir(model: str) -> Path:
     """A model directory for `base`, `champion`/`challenger` (downloaded from MLflow), or a path."""
-    from pipeline.learning.base_model import resolve_base_model
-
     settings = get_settings()
     if model == "base":
-        return Path(resolve_base_model("smollm2-135m-instruct", settings.state_dir / "models"))
+        return _embedded_base_model()
     if model in ("champion", "challenger"):
         import tempfile
 
