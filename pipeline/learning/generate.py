@@ -19,7 +19,8 @@ Two engines, both greedy, both returning the raw turn before `<|im_end|>`:
 * `BatchedEngine` (the default): evaluation prompts are ~1,500 tokens of which the first
   ~1,300 (system prompt + tool schemas) are the same for every case of a deployment, and on
   a CPU decoding is bound by reading the weights once per token. So the shared system turn
-  is read once and its KV cache reused, and cases are decoded in batches (see the class).
+  is read once and its KV cache reused (in prefill, and once per step for a whole batch in
+  decoding), and cases are decoded in batches (see the class).
   `flywheel bench eval` checks its predictions against the plain engine's on the same cases.
   Tried and dropped: CTranslate2 4.8.5 (float32, its prompt cache and batching) took
   longer per case here than plain transformers (11 s vs 9 s), and int8 changes greedy outputs.
@@ -47,13 +48,19 @@ Conversation = tuple[list[dict[str, Any]], list[dict[str, Any]] | None]  # (mess
 ENGINES = ("batched", "transformers")
 
 
-def load_for_inference(model_dir: Path | str) -> tuple[Any, Any]:
+SHARED_PREFIX_ATTENTION = "flywheel_shared_prefix"
+
+
+def load_for_inference(model_dir: Path | str, attn_implementation: str | None = None) -> tuple[Any, Any]:
     """(model, tokenizer) on GPU (bf16) when there is one, else CPU (fp32), in eval mode."""
     from transformers import AutoModelForCausalLM
 
+    if attn_implementation == SHARED_PREFIX_ATTENTION:
+        _register_shared_prefix_attention()
     cuda = torch.cuda.is_available()
     model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32)
+        model_dir, dtype=torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32,
+        attn_implementation=attn_implementation)
     model.to("cuda" if cuda else "cpu").eval()
     return model, load_tokenizer(model_dir)
 
@@ -86,6 +93,56 @@ def _generate_ids(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: in
                             eos_token_id=end_id, pad_token_id=tokenizer.pad_token_id)
     new_tokens = output[0, input_ids.shape[1]:]
     return tokenizer.decode(new_tokens, skip_special_tokens=False).split(end_token, 1)[0]
+
+
+def shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, scaling: float | None = None,
+                            dropout: float = 0.0, shared_prefix: Any = None,
+                            **kwargs: Any) -> tuple[torch.Tensor, None]:
+    """Attention over [a prefix every row shares] + [each row's own keys], the prefix's keys
+    and values stored once instead of once per row (`shared_prefix`: a cache holding one
+    row). In batched decoding the ~1,300-token system turn is most of every row's context;
+    without this every step reads it once per row. One softmax over both parts, so each row
+    sees what it would see with the prefix copied into its own cache. Without
+    `shared_prefix` (prefill, plain calls) this is transformers' SDPA attention."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if shared_prefix is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    layer = shared_prefix.layers[module.layer_idx]
+    prefix_keys, prefix_values = layer.keys[0], layer.values[0]  # (kv heads, prefix, dim)
+    batch, heads, q_len, dim = query.shape
+    kv_heads = key.shape[1]
+    group = heads // kv_heads  # query head h reads key/value head h // group
+    scale = scaling if scaling is not None else dim ** -0.5
+    grouped = query.reshape(batch, kv_heads, group * q_len, dim)
+    # the prefix: every row's queries against one copy of its keys, (kv heads, batch*group*q, prefix)
+    by_head = grouped.transpose(0, 1).reshape(kv_heads, batch * group * q_len, dim)
+    prefix_scores = torch.matmul(by_head, prefix_keys.transpose(1, 2)) * scale
+    own_scores = torch.matmul(grouped, key.transpose(2, 3)) * scale  # (batch, kv heads, group*q, own)
+    if attention_mask is not None:  # (batch, 1, q, own), bool (True = may attend) or additive
+        mask = attention_mask[:, :, None].expand(batch, 1, group, q_len, key.shape[2])
+        mask = mask.reshape(batch, 1, group * q_len, key.shape[2])
+        own_scores = (own_scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool
+                      else own_scores + mask)
+    prefix_length = prefix_keys.shape[1]
+    prefix_scores = prefix_scores.reshape(kv_heads, batch, group * q_len, prefix_length).transpose(0, 1)
+    weights = torch.cat([prefix_scores, own_scores], dim=-1).softmax(dim=-1, dtype=torch.float32).to(query.dtype)
+    prefix_weights, own_weights = weights.split([prefix_length, key.shape[2]], dim=-1)
+    prefix_part = torch.matmul(
+        prefix_weights.transpose(0, 1).reshape(kv_heads, batch * group * q_len, prefix_length), prefix_values)
+    prefix_part = prefix_part.reshape(kv_heads, batch, group * q_len, dim).transpose(0, 1)
+    output = torch.matmul(own_weights, value) + prefix_part
+    return output.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous(), None
+
+
+def _register_shared_prefix_attention() -> None:
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(SHARED_PREFIX_ATTENTION, shared_prefix_attention)
+    AttentionMaskInterface.register(SHARED_PREFIX_ATTENTION, sdpa_mask)
 
 
 @dataclass
@@ -163,13 +220,15 @@ class BatchedEngine:
     the longest already-read prefix (one of the last `batch_size` prompts read, such as the
     same sandbox conversation one turn earlier, or its system turn, read once and kept) and
     runs only the tokens after it.
-    Decode, `batch_size` conversations at a time: their caches are laid side by side in one
-    preallocated cache (left-aligned so the newest tokens line up; a growing cache would
-    copy itself at every token), and each step runs one token per row, computing the
-    vocabulary projection for that position only. Positions continue each row's own, so
-    every row sees what it would see alone. Rows that produced `<|im_end|>` stop; once they
-    are half the batch they leave it. On a CPU a decoding step costs about one read of the
-    weights whatever the batch, which is where batching pays.
+    Decode, `batch_size` conversations of one system turn at a time: the system turn's cache
+    is kept once for the batch (`shared_prefix_attention`), and what follows it in each
+    conversation is laid side by side in one preallocated cache (left-aligned so the newest
+    tokens line up; a growing cache would copy itself at every token). Each step runs one
+    token per row, computing the vocabulary projection for that position only. Positions
+    continue each row's own, so every row sees what it would see alone. A row that produced
+    `<|im_end|>` leaves the batch at once (its cache is small without the system turn). On a
+    CPU a decoding step costs about one read of the weights plus each row's context; the
+    shared system turn, most of every context, is read once per step instead of once per row.
     """
 
     name = "batched"
@@ -177,7 +236,7 @@ class BatchedEngine:
     def __init__(self, model_dir: Path | str, max_new_tokens: int = 64, batch_size: int = 16,
                  end_token: str = END_OF_TURN) -> None:
         started = time.perf_counter()
-        self.model, self.tokenizer = load_for_inference(model_dir)
+        self.model, self.tokenizer = load_for_inference(model_dir, attn_implementation=SHARED_PREFIX_ATTENTION)
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.end_token = end_token
         self.end_id = self.tokenizer.convert_tokens_to_ids(end_token)
@@ -189,25 +248,33 @@ class BatchedEngine:
 
     def generate_many(self, conversations: Sequence[Conversation]) -> list[str]:
         encoded = [prompt_ids(self.tokenizer, messages, tools) for messages, tools in conversations]
-        order = sorted(range(len(encoded)), key=lambda i: encoded[i])
+        groups: dict[tuple[int, ...], list[int]] = {}  # system turn -> its conversations, in token order
+        for i in sorted(range(len(encoded)), key=lambda i: encoded[i]):
+            groups.setdefault(self._system_turn(encoded[i]), []).append(i)
         texts: list[str] = [""] * len(encoded)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
-            for i, text in zip(chunk, self._generate([encoded[i] for i in chunk])):
-                texts[i] = text
+        for system, members in groups.items():
+            for start in range(0, len(members), self.batch_size):
+                chunk = members[start:start + self.batch_size]
+                for i, text in zip(chunk, self._generate([encoded[i] for i in chunk], system)):
+                    texts[i] = text
         self.stats.conversations += len(encoded)
         self.stats.prompt_tokens += sum(len(ids) for ids in encoded)
         return texts
 
-    def _known_prefix(self, ids: list[int]) -> tuple[int, Any]:
-        """(length, cache) of the longest already-read prefix of `ids` that leaves at least
-        one token to read (the model must see the last token to predict the next)."""
+    def _system_turn(self, ids: list[int]) -> tuple[int, ...]:
+        """The prompt's leading system turn (empty when it has none), read once and kept."""
         system = tuple(ids[:shared_prefix_length(self.tokenizer, ids)])
         if system and system not in self._system_turns:
             with torch.inference_mode():
                 self._system_turns[system] = self.model(
                     input_ids=torch.tensor([system], device=self.model.device), use_cache=True,
                     logits_to_keep=1).past_key_values
+        return system
+
+    def _known_prefix(self, ids: list[int]) -> tuple[int, Any]:
+        """(length, cache) of the longest already-read prefix of `ids` that leaves at least
+        one token to read (the model must see the last token to predict the next)."""
+        system = self._system_turn(ids)
         best, best_cache = (len(system), self._system_turns[system]) if system else (0, None)
         for seen, cache in self._recent:
             common = min(len(os.path.commonprefix([seen, ids])), len(ids) - 1)
@@ -230,9 +297,10 @@ class BatchedEngine:
         self.stats.cached_prompt_tokens += known
         return out.past_key_values, int(out.logits[0, -1].argmax())
 
-    def _batch_cache(self, caches: list[Any], width: int) -> Any:
-        """The rows' caches side by side in one preallocated cache of `width` +
-        max_new_tokens slots; row r's n tokens fill slots width-n .. width-1."""
+    def _batch_cache(self, caches: list[Any], width: int, skip: int) -> Any:
+        """The rows' caches after their first `skip` positions (the shared system turn),
+        side by side in one preallocated cache of `width` + max_new_tokens slots; row r's n
+        remaining tokens fill slots width-n .. width-1."""
         from transformers import StaticCache
 
         batch = StaticCache(config=self.model.config, max_cache_len=width + self.max_new_tokens)
@@ -241,9 +309,9 @@ class BatchedEngine:
             keys = shapes.new_zeros((len(caches), shapes.shape[1], width, shapes.shape[3]))
             values = torch.zeros_like(keys)
             for r, cache in enumerate(caches):
-                n = cache.layers[index].keys.shape[2]
-                keys[r, :, width - n:] = cache.layers[index].keys[0]
-                values[r, :, width - n:] = cache.layers[index].values[0]
+                n = cache.layers[index].keys.shape[2] - skip
+                keys[r, :, width - n:] = cache.layers[index].keys[0, :, skip:]
+                values[r, :, width - n:] = cache.layers[index].values[0, :, skip:]
             layer.update(keys, values)
         return batch
 
@@ -254,17 +322,22 @@ class BatchedEngine:
             layer.batch_size = len(keep)
 
     @torch.inference_mode()
-    def _generate(self, prompts: list[list[int]]) -> list[str]:
+    def _generate(self, prompts: list[list[int]], system: tuple[int, ...]) -> list[str]:
+        """Greedy turns for prompts that all begin with `system` (possibly empty): its KV
+        cache is kept once for the whole batch (see `shared_prefix_attention`), the rows'
+        caches hold only what follows it."""
         started = time.perf_counter()
         device = self.model.device
         caches, first = zip(*(self._prefill(ids) for ids in prompts))
         prefilled = time.perf_counter()
-        width = max(len(ids) for ids in prompts)
-        cache = self._batch_cache(list(caches), width)
+        skip = len(system)
+        width = max(len(ids) for ids in prompts) - skip
+        cache = self._batch_cache(list(caches), width, skip)
         del caches
+        shared = {"shared_prefix": self._system_turns[system]} if system else {}
         mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
         for r, ids in enumerate(prompts):
-            mask[r, width - len(ids):] = 1
+            mask[r, width - (len(ids) - skip):] = 1
         next_tokens = torch.tensor(first, device=device)
         positions = torch.tensor([len(ids) for ids in prompts], device=device)  # of the next token
         alive = list(range(len(prompts)))  # the prompt each batch row generates for
@@ -280,14 +353,14 @@ class BatchedEngine:
             keep = [b for b, row in enumerate(alive) if row not in finished]
             if not keep:
                 break
-            if 2 * len(keep) <= len(alive):  # finished rows leave once they are half the batch
+            if len(keep) < len(alive):  # finished rows leave at once: a row's cache is small without the system turn
                 index = torch.tensor(keep, device=device)
                 self._drop_rows(cache, index)
                 next_tokens, mask, positions = next_tokens[index], mask[index], positions[index]
                 alive = [alive[b] for b in keep]
             mask = torch.cat([mask, mask.new_ones((len(alive), 1))], dim=-1)
             out = self.model(input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
-                             past_key_values=cache, use_cache=True)
+                             past_key_values=cache, use_cache=True, **shared)
             positions = positions + 1
             next_tokens = out.logits[:, -1].argmax(-1)
         done = time.perf_counter()

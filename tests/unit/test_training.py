@@ -414,6 +414,48 @@ def test_batched_engine_gives_the_plain_engines_greedy_outputs(which, chaotic_di
         assert len(Counter(len(tokenizer.tokenize(text)) for text in plain)) >= 3
 
 
+def test_batched_engine_keeps_deployments_with_different_system_turns_apart(chaotic_dir, examples):
+    """Conversations of two deployments (other tools, so another system turn) are batched
+    per system turn, each batch attending to its own shared prefix, with the plain outputs."""
+    from pipeline.learning.generate import BatchedEngine, TransformersEngine
+
+    prompts = _prompts(examples[:4])
+    other = [(messages, tools[:-1]) for messages, tools in prompts if tools and len(tools) > 1]
+    assert other
+    mixed = [p for pair in zip(prompts, other) for p in pair]
+    plain = TransformersEngine(chaotic_dir, max_new_tokens=12).generate_many(mixed)
+    batched = BatchedEngine(chaotic_dir, max_new_tokens=12, batch_size=64)
+    assert batched.generate_many(mixed) == plain
+    assert batched.stats.calls == 2  # one batch per system turn, although one would hold all
+
+
+def test_shared_prefix_attention_equals_attention_over_the_prefix_copied_into_every_row():
+    from types import SimpleNamespace
+
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    from pipeline.learning.generate import shared_prefix_attention
+
+    generator = torch.Generator().manual_seed(0)
+    batch, heads, kv_heads, prefix, own, dim = 3, 6, 2, 9, 5, 8
+    query = torch.randn(batch, heads, 1, dim, generator=generator)
+    prefix_keys, prefix_values = (torch.randn(1, kv_heads, prefix, dim, generator=generator) for _ in range(2))
+    keys, values = (torch.randn(batch, kv_heads, own, dim, generator=generator) for _ in range(2))
+    mask = torch.ones(batch, 1, 1, own, dtype=torch.bool)
+    mask[0, ..., :2] = False  # row 0 is left-padded by two slots
+    module = SimpleNamespace(layer_idx=0, num_key_value_groups=heads // kv_heads, is_causal=True)
+    cache = SimpleNamespace(layers=[SimpleNamespace(keys=prefix_keys, values=prefix_values)])
+    ours, _ = shared_prefix_attention(module, query, keys, values, mask, shared_prefix=cache)
+    full_keys = torch.cat([prefix_keys.expand(batch, -1, -1, -1), keys], dim=2)
+    full_values = torch.cat([prefix_values.expand(batch, -1, -1, -1), values], dim=2)
+    full_mask = torch.cat([torch.ones(batch, 1, 1, prefix, dtype=torch.bool), mask], dim=-1)
+    expected, _ = sdpa_attention_forward(module, query, full_keys, full_values, full_mask)
+    torch.testing.assert_close(ours, expected)
+    changed = values.clone()
+    changed[0, :, :2] += 100.0  # what row 0 may not see changes nothing
+    assert torch.equal(shared_prefix_attention(module, query, keys, changed, mask, shared_prefix=cache)[0], ours)
+
+
 def test_cached_engine_generates_each_conversation_once(tiny_dir, examples, tmp_path):
     from pipeline.learning.generate import BatchedEngine, CachedEngine
 
