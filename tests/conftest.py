@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["ci_skip_policy"]  # in CI a skipped test fails the run (tests/ci_skip_policy.py)
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 _SESSION_STATE = Path(tempfile.mkdtemp(prefix="flywheel-test-state-"))
 os.environ.setdefault("FLYWHEEL_TOOLS_DIR", str(PROJECT_ROOT / ".state" / "tools"))
