@@ -135,12 +135,7 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
     client.log_artifacts(challenger.run_id, str(report_dir), artifact_path="evaluation")
     for key, value in _eval_metrics(results).items():
         client.log_metric(challenger.run_id, key, value)
-    verdict = "promoted" if decision.promote else "not promoted"
-    client.set_model_version_tag(MODEL_NAME, challenger.version, "promotion", verdict)
-    client.set_model_version_tag(MODEL_NAME, challenger.version, "promotion_reasons",
-                                 "; ".join(decision.reasons)[:5000])
-    if decision.promote:
-        client.set_registered_model_alias(MODEL_NAME, "champion", challenger.version)
+    verdict = record_promotion(client, challenger.version, decision.promote, decision.reasons)
 
     primary = decision.deltas["primary"]
     return dg.MaterializeResult(metadata={
@@ -155,6 +150,17 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
         "cases": len(cases),
         "sandbox_tasks": len(tasks),
     })
+
+
+def record_promotion(client, version: str, promote: bool, reasons: list[str]) -> str:
+    """The decision on the model version (tags `promotion`, `promotion_reasons`) and, when it
+    wins, the champion alias; returns the verdict."""
+    verdict = "promoted" if promote else "not promoted"
+    client.set_model_version_tag(MODEL_NAME, version, "promotion", verdict)
+    client.set_model_version_tag(MODEL_NAME, version, "promotion_reasons", "; ".join(reasons)[:5000])
+    if promote:
+        client.set_registered_model_alias(MODEL_NAME, "champion", version)
+    return verdict
 
 
 def _cached_engine(settings, config: EvaluationConfig, model_dir, identity: str):

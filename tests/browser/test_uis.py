@@ -87,26 +87,35 @@ def test_dagster_ui_shows_every_lifecycle_asset_with_its_lineage(stack, browser)
         assert graph.get(key).description.split()[0] in text, f"{name} shows its description"
 
 
-def test_mlflow_ui_shows_the_registered_model_with_its_champion_alias(stack, browser):
+def test_mlflow_ui_shows_the_model_the_pipeline_registered_with_its_release_and_decision(stack, browser, tmp_path):
+    """The pipeline's own registration (the training asset's `register_model`, the agent
+    pyfunc with the model's files) and its own promotion record (the evaluation asset's
+    `record_promotion`), seen in the MLflow UI: the champion alias, the decision and the
+    lakeFS commit an auditor follows."""
     import mlflow
     from mlflow import MlflowClient
 
-    class Constant(mlflow.pyfunc.PythonModel):
-        def predict(self, context, model_input):
-            return model_input
+    from assets.evaluation import record_promotion
+    from assets.training import register_model
+    from pipeline.learning.base_model import tiny_model_dir
+    from pipeline.shell.audit import MODEL_NAME
 
+    commit = "c0ffee" * 10 + "abcd"
     mlflow.set_tracking_uri(stack["mlflow"])
-    with mlflow.start_run():
-        info = mlflow.pyfunc.log_model(name="model", python_model=Constant(),
-                                       registered_model_name="flywheel-agent", pip_requirements=[])
     client = MlflowClient(stack["mlflow"])
-    version = client.get_latest_versions("flywheel-agent")[0].version
-    client.set_registered_model_alias("flywheel-agent", "champion", version)
-    assert info.registered_model_version == version
+    with mlflow.start_run():
+        version = register_model(mlflow, client, tiny_model_dir(tmp_path), {"lakefs.commit": commit}).version
+    record_promotion(client, version, True, ["promote: the challenger beats the base on action_accuracy"])
 
     # not "networkidle": MLflow's UI starts a telemetry web worker that may never go idle
-    page = _open(browser, f"{stack['mlflow']}/#/models/flywheel-agent", wait_until="domcontentloaded")
+    page = _open(browser, f"{stack['mlflow']}/#/models/{MODEL_NAME}", wait_until="domcontentloaded")
     page.wait_for_selector("text=champion", timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "mlflow-registered-model.png"))
     text = page.inner_text("body")
-    assert "flywheel-agent" in text and "champion" in text
+    assert MODEL_NAME in text and "champion" in text and "challenger" in text
+    page = _open(browser, f"{stack['mlflow']}/#/models/{MODEL_NAME}/versions/{version}",
+                 wait_until="domcontentloaded")
+    page.wait_for_selector(f"text={commit}", timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "mlflow-model-version.png"))
+    text = page.inner_text("body")
+    assert "promoted" in text and "lakefs.commit" in text

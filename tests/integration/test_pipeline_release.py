@@ -326,8 +326,17 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
 
     # Evaluation compared base and challenger and recorded its decision with reasons.
     assert evaluated["compared_with"] == "base"
-    assert evaluated["promotion"] in ("promoted", "not promoted")
-    assert client.get_model_version(MODEL_NAME, version.version).tags["promotion"] == evaluated["promotion"]
+    # Three cases, two random models that both fail every one: no gain can be established, so
+    # the base stays, the reasons give the interval, and no champion alias is set.
+    assert evaluated["promotion"] == "not promoted"
+    assert evaluated["improvement"] == 0.0 and evaluated["improvement_95"][0] < 0 < evaluated["improvement_95"][1]
+    tags = client.get_model_version(MODEL_NAME, version.version).tags
+    assert tags["promotion"] == "not promoted"
+    reasons = tags["promotion_reasons"]
+    assert reasons.startswith("keep the base: its gain on action_accuracy over the base is not established")
+    assert "required: lower bound above 0.000: not met" in reasons
+    with pytest.raises(mlflow.exceptions.MlflowException):
+        client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert Path(evaluated["report"]).read_text().count("challenger") > 0
     assert client.list_artifacts(version.run_id, "evaluation")
 
