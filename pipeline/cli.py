@@ -468,9 +468,12 @@ def _model_dir(model: str) -> Path:
 @click.option("--k", type=_count(), default=2, show_default=True)
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Models, generations and budget.json (default: $STATE/bench/budget).")
+@click.option("--reuse", is_flag=True,
+              help="Skip training for arms whose models are already under --out; score them again from the "
+                   "cached generations.")
 @click.option("--json", "as_json", is_flag=True)
 def bench_budget(arms: tuple[str, ...], warehouse: Path | None, n_cases: int, n_tasks: int, k: int,
-                 out_dir: Path | None, as_json: bool) -> None:
+                 out_dir: Path | None, reuse: bool, as_json: bool) -> None:
     """Train the base model per ARM (`name:method=full,learning_rate=1e-4,lr_scheduler=constant,
     max_steps=8,save=4/8`; also dpo_steps=N, warehouse=PATH) and evaluate every kept model
     against the base on the same cases and sandbox tasks: the measurement behind the defaults."""
@@ -481,7 +484,7 @@ def bench_budget(arms: tuple[str, ...], warehouse: Path | None, n_cases: int, n_
     settings = get_settings()
     report = run_budget(warehouse or settings.duckdb_path, "smollm2-135m-instruct", settings.state_dir / "models",
                         out_dir or settings.state_dir / "bench" / "budget", [parse_arm(a) for a in arms],
-                        n_cases, n_tasks, k, log=lambda m: click.echo(m, err=True))
+                        n_cases, n_tasks, k, reuse=reuse, log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(report, indent=2, default=str) if as_json else format_budget(report))
 
 

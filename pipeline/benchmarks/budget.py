@@ -12,6 +12,12 @@ schedule each budget is its own run.
 Arms are given as `name:key=value,...` over TrainConfig fields plus `save` (steps to keep,
 `/`-separated), `dpo_steps` (DPO on preference_pairs after SFT, same release), and
 `warehouse` (another release, e.g. one redacted with placeholders).
+
+After the arms, every kept model is also compared case by case with the best one on the same
+release (highest next-action accuracy), so "within noise of the best" is a printed interval,
+not a reading of two overlapping ones. `reuse=True` (`--reuse`) skips training for arms whose
+models are already under `out_dir`, taking their training seconds from its budget.json, and
+scores them again from the cached generations: the table again, at no training cost.
 """
 
 from __future__ import annotations
@@ -97,7 +103,7 @@ class _PlaceholderCalls:
 
 
 def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path, arms: list[dict[str, Any]],
-               n_cases: int = 60, n_tasks: int = 6, k: int = 2, max_turns: int = 6,
+               n_cases: int = 60, n_tasks: int = 6, k: int = 2, max_turns: int = 6, reuse: bool = False,
                log: Callable[[str], None] = print) -> dict[str, Any]:
     from pipeline.evaluation.promotion import compare
     from pipeline.learning.base_model import resolve_base_model
@@ -107,8 +113,11 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
     base_dir = Path(resolve_base_model(base_model, cache_dir))
     out_dir.mkdir(parents=True, exist_ok=True)
     evals = out_dir / "generations"
+    earlier = json.loads((out_dir / "budget.json").read_text()) if (out_dir / "budget.json").exists() else {}
+    earlier_seconds = {row["model"]: row["train_seconds"] for row in earlier.get("rows", [])}
     report: dict[str, Any] = {"warehouse": str(warehouse), "cases": n_cases, "tasks": n_tasks, "k": k, "rows": []}
     bases: dict[str, dict[str, Any]] = {}
+    trained: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # warehouse -> (model, evaluation)
 
     def base_for(house: Path) -> tuple[list, dict, dict[str, Any]]:
         cases, tasks = _cases_and_tasks(house, n_cases, n_tasks)
@@ -140,7 +149,13 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
 
         log(f"arm {arm['name']}: {config.method}, lr {config.learning_rate} {config.lr_scheduler}, "
             f"steps {config.max_steps}, keeping {arm['save']}, {len(examples)} examples")
-        _, _, result = fit_sft(examples, base_dir, config, checkpoint_steps=arm["save"], on_checkpoint=keep)
+        saved = {step: out_dir / "models" / f"{arm['name']}-s{step}" for step in arm["save"]}
+        result = None
+        if reuse and all((d / "config.json").exists() for d in saved.values()):
+            log(f"  reusing {', '.join(d.name for d in saved.values())}")
+            kept.update({step: (d, earlier_seconds.get(d.name)) for step, d in saved.items()})
+        else:
+            _, _, result = fit_sft(examples, base_dir, config, checkpoint_steps=arm["save"], on_checkpoint=keep)
         for step, (model_dir, seconds) in sorted(kept.items()):
             name = f"{arm['name']}-s{step}"
             if arm["dpo_steps"]:
@@ -152,18 +167,31 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
                                             "learning_rate": 5e-5, "lr_scheduler": "constant"})
                 dpo_started = time.perf_counter()
                 dpo_dir = model_dir.with_name(model_dir.name + "-dpo")
-                train_dpo(pairs, model_dir, dpo_dir, dpo_config)
-                seconds += time.perf_counter() - dpo_started
+                if not (reuse and (dpo_dir / "config.json").exists()):
+                    train_dpo(pairs, model_dir, dpo_dir, dpo_config)
+                    seconds += time.perf_counter() - dpo_started
                 model_dir, name = dpo_dir, name + f"+dpo{arm['dpo_steps']}"
-            log(f"  {name}: trained {seconds:.0f}s; evaluating")
+                if reuse:
+                    seconds = earlier_seconds.get(name, seconds)
+            log(f"  {name}: evaluating")
             evaluated = _evaluate(name, model_dir, cases, tasks, k, evals, max_turns)
             comparison = compare(evaluated, base, "action_accuracy")
             report["rows"].append(_row(name, arm, step, seconds, evaluated, comparison, house))
+            trained.setdefault(house.name, []).append((name, evaluated))
             log("  " + format_row(report["rows"][-1]))
-        report.setdefault("training", {})[arm["name"]] = {
+        training = (earlier.get("training", {}).get(arm["name"]) if result is None else {
             "examples": result.examples, "truncated": result.truncated_examples, "tokens": result.tokens,
-            "train_seconds": result.train_seconds, "tokens_per_second": result.tokens_per_second}
+            "train_seconds": result.train_seconds, "tokens_per_second": result.tokens_per_second})
+        report.setdefault("training", {})[arm["name"]] = training
         (out_dir / "budget.json").write_text(json.dumps(report, indent=1, default=str))
+    report["vs_best"] = []
+    for house, models in trained.items():
+        best, best_result = max(models, key=lambda m: m[1]["intervals"]["overall"]["action_accuracy"]["rate"] or 0)
+        for name, evaluated in models:
+            if name != best:
+                comparison = compare(evaluated, best_result, "action_accuracy").to_dict()
+                report["vs_best"].append({"warehouse": house, "model": name, "best": best, **comparison})
+    (out_dir / "budget.json").write_text(json.dumps(report, indent=1, default=str))
     return report
 
 
@@ -198,4 +226,10 @@ def format_row(row: dict[str, Any]) -> str:
 
 
 def format_budget(report: dict[str, Any]) -> str:
-    return "\n".join(format_row(row) for row in report["rows"])
+    lines = [format_row(row) for row in report["rows"]]
+    for vs in report.get("vs_best", []):
+        if vs.get("improvement") is None:
+            continue
+        lines.append(f"{vs['model']:<28} {vs['warehouse']:<28} vs the best, {vs['best']}: {vs['improvement']:+.2f} "
+                     f"[{vs['low']:+.2f}, {vs['high']:+.2f}] p={vs['paired']['p_value']:.2g}")
+    return "\n".join(lines)
