@@ -109,7 +109,10 @@ def setup() -> None:
 def base_model() -> None:
     """Convert the embedded base model to safetensors under the state directory, once
     (`make setup` runs it beside the lakeFS build, so the first training need not)."""
+    from transformers.utils import logging as transformers_logging
+
     started = time.monotonic()
+    transformers_logging.disable_progress_bar()  # one line for make's output, not four progress bars
     path = _embedded_base_model()
     click.echo(f"base model: {path} ({time.monotonic() - started:.1f}s)")
 
