@@ -1,8 +1,8 @@
 """`flywheel bench eval`: our generation path against transformers' plain generate.
 
 The same model and the same eval cases (a deterministic subset of marts.eval_cases), greedy
-decoding, in one process: first the batched engine (shared prefixes read once, 16 cases
-decoded together), then transformers' `generate` one case at a time, the way one would
+decoding, in one process: first the batched engine (shared prefixes read once, up to 64
+cases of one system turn decoded together), then transformers' `generate` one case at a time, the way one would
 write it from its documentation. Prints cases/s of each and their ratio, and checks that
 the two produce the same text for every case.
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 
 def run_eval_bench(model_dir: Path, warehouse: Path, n_cases: int = 60, max_new_tokens: int = 64,
-                   batch_size: int = 16, log: Callable[[str], None] = print) -> dict[str, Any]:
+                   batch_size: int = 64, log: Callable[[str], None] = print) -> dict[str, Any]:
     from pipeline.evaluation.cases import case_subset
     from pipeline.learning.generate import BatchedEngine, TransformersEngine
     from pipeline.shell.marts import load_eval_cases

@@ -217,7 +217,7 @@ class BatchedEngine:
     order, so those that share a beginning sit next to each other (every case of a
     deployment shares the ~1,300-token system turn; the cases of one trajectory share its
     whole history up to the earlier decision point). Each prompt starts from the KV cache of
-    the longest already-read prefix (one of the last `batch_size` prompts read, such as the
+    the longest already-read prefix (one of the last `RECENT_PROMPTS` prompts read, such as the
     same sandbox conversation one turn earlier, or its system turn, read once and kept) and
     runs only the tokens after it.
     Decode, `batch_size` conversations of one system turn at a time: the system turn's cache
@@ -233,7 +233,11 @@ class BatchedEngine:
 
     name = "batched"
 
-    def __init__(self, model_dir: Path | str, max_new_tokens: int = 64, batch_size: int = 16,
+    # Prompts whose caches are kept for reuse as prefixes (the same trajectory one decision
+    # earlier sorts next to its successor): full caches, ~80 MB each for a 1,700-token prompt.
+    RECENT_PROMPTS = 16
+
+    def __init__(self, model_dir: Path | str, max_new_tokens: int = 64, batch_size: int = 64,
                  end_token: str = END_OF_TURN) -> None:
         started = time.perf_counter()
         self.model, self.tokenizer = load_for_inference(model_dir, attn_implementation=SHARED_PREFIX_ATTENTION)
@@ -241,8 +245,7 @@ class BatchedEngine:
         self.end_token = end_token
         self.end_id = self.tokenizer.convert_tokens_to_ids(end_token)
         self._system_turns: dict[tuple[int, ...], Any] = {}  # system turn -> its KV cache
-        # the last prompts read, with their caches (a few hundred MB at most: batch_size of them)
-        self._recent: deque[tuple[list[int], Any]] = deque(maxlen=batch_size)
+        self._recent: deque[tuple[list[int], Any]] = deque(maxlen=self.RECENT_PROMPTS)
         self.stats = GenerationStats(extra={"load_seconds": time.perf_counter() - started,
                                             "prefill_seconds": 0.0, "decode_seconds": 0.0})
 
@@ -297,21 +300,27 @@ class BatchedEngine:
         self.stats.cached_prompt_tokens += known
         return out.past_key_values, int(out.logits[0, -1].argmax())
 
-    def _batch_cache(self, caches: list[Any], width: int, skip: int) -> Any:
-        """The rows' caches after their first `skip` positions (the shared system turn),
-        side by side in one preallocated cache of `width` + max_new_tokens slots; row r's n
-        remaining tokens fill slots width-n .. width-1."""
+    @staticmethod
+    def _after(cache: Any, skip: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer, (keys, values) of a one-row cache after its first `skip` positions,
+        copied so that the full cache can be freed."""
+        return [(layer.keys[0, :, skip:].clone(), layer.values[0, :, skip:].clone()) for layer in cache.layers]
+
+    def _batch_cache(self, rows: list[list[tuple[torch.Tensor, torch.Tensor]]], width: int) -> Any:
+        """The rows' (keys, values) per layer side by side in one preallocated cache of
+        `width` + max_new_tokens slots; row r's n tokens fill slots width-n .. width-1."""
         from transformers import StaticCache
 
         batch = StaticCache(config=self.model.config, max_cache_len=width + self.max_new_tokens)
         for index, layer in enumerate(batch.layers):
-            shapes = caches[0].layers[index].keys
-            keys = shapes.new_zeros((len(caches), shapes.shape[1], width, shapes.shape[3]))
+            first = rows[0][index][0]
+            keys = first.new_zeros((len(rows), first.shape[0], width, first.shape[2]))
             values = torch.zeros_like(keys)
-            for r, cache in enumerate(caches):
-                n = cache.layers[index].keys.shape[2] - skip
-                keys[r, :, width - n:] = cache.layers[index].keys[0, :, skip:]
-                values[r, :, width - n:] = cache.layers[index].values[0, :, skip:]
+            for r, row in enumerate(rows):
+                row_keys, row_values = row[index]
+                n = row_keys.shape[1]
+                keys[r, :, width - n:] = row_keys
+                values[r, :, width - n:] = row_values
             layer.update(keys, values)
         return batch
 
@@ -328,12 +337,16 @@ class BatchedEngine:
         caches hold only what follows it."""
         started = time.perf_counter()
         device = self.model.device
-        caches, first = zip(*(self._prefill(ids) for ids in prompts))
-        prefilled = time.perf_counter()
         skip = len(system)
+        rows, first = [], []
+        for ids in prompts:
+            cache, token = self._prefill(ids)
+            rows.append(self._after(cache, skip))
+            first.append(token)
+        prefilled = time.perf_counter()
         width = max(len(ids) for ids in prompts) - skip
-        cache = self._batch_cache(list(caches), width, skip)
-        del caches
+        cache = self._batch_cache(rows, width)
+        del rows
         shared = {"shared_prefix": self._system_turns[system]} if system else {}
         mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
         for r, ids in enumerate(prompts):
@@ -424,7 +437,7 @@ class CachedEngine:
 
 
 def generation_engine(model_dir: Path | str, engine: str = "batched", max_new_tokens: int = 64,
-                      batch_size: int = 16) -> GenerationEngine:
+                      batch_size: int = 64) -> GenerationEngine:
     """`batched` (the default) or `transformers` (plain generate, one at a time)."""
     if engine == "transformers":
         return TransformersEngine(model_dir, max_new_tokens)
