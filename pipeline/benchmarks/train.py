@@ -49,7 +49,6 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.core.training.packing import IGNORE, SFTExample, as_sft_example
-from pipeline.shell.marts import load_sft_examples
 
 BASELINES = ("trainer_padding", "trl_padding_free", "trl_packing")
 OURS = ("flywheel", "flywheel_packed", "flywheel_no_prefix")
@@ -276,6 +275,7 @@ def run_train_benchmark(examples: Iterable[Mapping[str, Any] | SFTExample] | Non
     example and the positions of a row or prefix batch, as in the pipeline. An arm that raises
     is reported with its error, not dropped. `log` gets each arm's row as it finishes."""
     from pipeline.learning.train import TrainConfig
+    from pipeline.shell.marts import load_sft_examples
 
     if examples is None:
         if duckdb_path is None:
