@@ -483,9 +483,10 @@ def bench_budget(arms: tuple[str, ...], warehouse: Path | None, n_cases: int, n_
     import json
 
     from pipeline.benchmarks.budget import format_budget, parse_arm, run_budget
+    from pipeline.learning.base_model import EMBEDDED_MODEL
 
     settings = get_settings()
-    report = run_budget(warehouse or settings.duckdb_path, "smollm2-135m-instruct", settings.state_dir / "models",
+    report = run_budget(warehouse or settings.duckdb_path, EMBEDDED_MODEL, settings.state_dir / "models",
                         out_dir or settings.state_dir / "bench" / "budget", [parse_arm(a) for a in arms],
                         n_cases, n_tasks, k, reuse=reuse, log=lambda m: click.echo(m, err=True))
     click.echo(json.dumps(report, indent=2, default=str) if as_json else format_budget(report))

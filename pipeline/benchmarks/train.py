@@ -56,10 +56,9 @@ ARMS = BASELINES + OURS
 
 
 def _model_ref(model: str, cache_dir: Path) -> Path | str:
-    from pipeline.learning.base_model import resolve_base_model
+    from pipeline.learning.base_model import EMBEDDED_MODEL, TINY_MODEL, resolve_base_model
 
-    return resolve_base_model({"tiny": "tiny-random-llama", "smollm2": "smollm2-135m-instruct"}.get(model, model),
-                              cache_dir)
+    return resolve_base_model({"tiny": TINY_MODEL, "smollm2": EMBEDDED_MODEL}.get(model, model), cache_dir)
 
 
 def rows_per_step(rows: int, examples: int, examples_per_step: int) -> int:
