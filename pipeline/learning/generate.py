@@ -274,10 +274,10 @@ class BatchedEngine:
                     logits_to_keep=1).past_key_values
         return system
 
-    def _known_prefix(self, ids: list[int]) -> tuple[int, Any]:
-        """(length, cache) of the longest already-read prefix of `ids` that leaves at least
-        one token to read (the model must see the last token to predict the next)."""
-        system = self._system_turn(ids)
+    def _known_prefix(self, ids: list[int], system: tuple[int, ...]) -> tuple[int, Any]:
+        """(length, cache) of the longest already-read prefix of `ids` (which begin with
+        `system`, already read) that leaves at least one token to read (the model must see the
+        last token to predict the next)."""
         best, best_cache = (len(system), self._system_turns[system]) if system else (0, None)
         for seen, cache in self._recent:
             common = min(len(os.path.commonprefix([seen, ids])), len(ids) - 1)
@@ -286,9 +286,9 @@ class BatchedEngine:
         return best, best_cache
 
     @torch.inference_mode()
-    def _prefill(self, ids: list[int]) -> tuple[Any, int]:
+    def _prefill(self, ids: list[int], system: tuple[int, ...]) -> tuple[Any, int]:
         """The prompt's KV cache and the first generated token."""
-        known, cache = self._known_prefix(ids)
+        known, cache = self._known_prefix(ids, system)
         if cache is not None:
             cache = copy.deepcopy(cache)
             excess = cache.get_seq_length() - known
@@ -340,7 +340,7 @@ class BatchedEngine:
         skip = len(system)
         rows, first = [], []
         for ids in prompts:
-            cache, token = self._prefill(ids)
+            cache, token = self._prefill(ids, system)
             rows.append(self._after(cache, skip))
             first.append(token)
         prefilled = time.perf_counter()
