@@ -150,15 +150,19 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
         log(f"arm {arm['name']}: {config.method}, lr {config.learning_rate} {config.lr_scheduler}, "
             f"steps {config.max_steps}, keeping {arm['save']}, {len(examples)} examples")
         saved = {step: out_dir / "models" / f"{arm['name']}-s{step}" for step in arm["save"]}
-        result = None
-        if reuse and all((d / "config.json").exists() for d in saved.values()):
-            log(f"  reusing {', '.join(d.name for d in saved.values())}")
-            kept.update({step: (d, earlier_seconds.get(d.name)) for step, d in saved.items()})
+        # reused only whole: every kept model, and its DPO model when the arm has one, already there
+        finals = [d.with_name(d.name + "-dpo") if arm["dpo_steps"] else d for d in saved.values()]
+        reused = reuse and all((d / "config.json").exists() for d in finals)
+        if reused:
+            log(f"  reusing {', '.join(d.name for d in finals)}")
+            kept.update({step: (d, None) for step, d in saved.items()})
         else:
             _, _, result = fit_sft(examples, base_dir, config, checkpoint_steps=arm["save"], on_checkpoint=keep)
         for step, (model_dir, seconds) in sorted(kept.items()):
             name = f"{arm['name']}-s{step}"
-            if arm["dpo_steps"]:
+            if arm["dpo_steps"] and reused:
+                model_dir, name = model_dir.with_name(model_dir.name + "-dpo"), name + f"+dpo{arm['dpo_steps']}"
+            elif arm["dpo_steps"]:
                 import duckdb
 
                 with duckdb.connect(str(house), read_only=True) as con:
@@ -167,19 +171,18 @@ def run_budget(warehouse: Path, base_model: str, cache_dir: Path, out_dir: Path,
                                             "learning_rate": 5e-5, "lr_scheduler": "constant"})
                 dpo_started = time.perf_counter()
                 dpo_dir = model_dir.with_name(model_dir.name + "-dpo")
-                if not (reuse and (dpo_dir / "config.json").exists()):
-                    train_dpo(pairs, model_dir, dpo_dir, dpo_config)
-                    seconds += time.perf_counter() - dpo_started
+                train_dpo(pairs, model_dir, dpo_dir, dpo_config)
+                seconds += time.perf_counter() - dpo_started
                 model_dir, name = dpo_dir, name + f"+dpo{arm['dpo_steps']}"
-                if reuse:
-                    seconds = earlier_seconds.get(name, seconds)
+            if reused:
+                seconds = earlier_seconds.get(name)
             log(f"  {name}: evaluating")
             evaluated = _evaluate(name, model_dir, cases, tasks, k, evals, max_turns)
             comparison = compare(evaluated, base, "action_accuracy")
             report["rows"].append(_row(name, arm, step, seconds, evaluated, comparison, house))
             trained.setdefault(house.name, []).append((name, evaluated))
             log("  " + format_row(report["rows"][-1]))
-        training = (earlier.get("training", {}).get(arm["name"]) if result is None else {
+        training = (earlier.get("training", {}).get(arm["name"]) if reused else {
             "examples": result.examples, "truncated": result.truncated_examples, "tokens": result.tokens,
             "train_seconds": result.train_seconds, "tokens_per_second": result.tokens_per_second})
         report.setdefault("training", {})[arm["name"]] = training
