@@ -7,6 +7,10 @@ field change, since provenance records it per trajectory.
 Plain dataclasses on purpose: they are the functional core's data and carry no I/O.
 Tool-call `arguments` are always a dict here: adapters normalise JSON strings once, at
 ingestion, so nothing downstream has to guess.
+
+Schema 1.1 added Step `raw_text` and `flag`, for steps restructured from ReAct text in chat
+messages (pipeline/core/formats/react_chat.py): the original text is kept, and a turn that
+could not be parsed is flagged rather than dropped.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
@@ -42,6 +46,8 @@ class Step:
     latency_ms: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    raw_text: str | None = None  # the message's original text, when restructured from ReAct text
+    flag: str | None = None  # step-level parse flag, e.g. "unparsed_action"; the text is kept
 
 
 @dataclass

@@ -24,6 +24,7 @@ from pipeline.core.formats import (
     parse_file,
 )
 from pipeline.core.record import (
+    SCHEMA_VERSION,
     SOURCE_FORMATS,
     Consent,
     Feedback,
@@ -269,7 +270,7 @@ def test_parse_sets_provenance(fmt: str, mapping: OpenAIMapping | None) -> None:
     first, second = parsed(parse(data, fmt, mapping=mapping))
     lines = data.decode().split("\n")
     expected_second_line = next(i for i, line in enumerate(lines, start=1) if "t-2" in line)
-    assert first.provenance == Provenance(fmt, URI, 1, COMMIT, "1.0")
+    assert first.provenance == Provenance(fmt, URI, 1, COMMIT, SCHEMA_VERSION)
     assert second.provenance.line == expected_second_line > 1
 
 
@@ -616,7 +617,7 @@ REASON_CASES: list[tuple[str, str, bytes, str]] = [
         "unsupported_schema_version",
         "canonical",
         canonical_line(schema_version="2.0"),
-        "schema_version '2.0' is not supported (this reader reads 1.0)",
+        "schema_version '2.0' is not supported (this reader reads 1.1)",
     ),
     ("empty_trajectory", "canonical", canonical_line(steps=[]), "trajectory has no steps"),
     (
@@ -664,9 +665,10 @@ def test_quarantine_reason(reason: str, fmt: str, data: bytes, detail: str) -> N
 
 
 def test_every_reason_is_exercised() -> None:
-    """unknown_format is the caller's (see test_unknown_format_is_none); all others are emitted here."""
-    assert {case[0] for case in REASON_CASES} == set(REASONS) - {"unknown_format"}
-    assert len(REASONS) == len(set(REASONS)) == 12
+    """unknown_format and corrupt_compression are the caller's (test_unknown_format_is_none,
+    test_sources.py); all others are emitted here."""
+    assert {case[0] for case in REASON_CASES} == set(REASONS) - {"unknown_format", "corrupt_compression"}
+    assert len(REASONS) == len(set(REASONS)) == 13
 
 
 def test_quarantine_excerpt_is_capped_and_decoded() -> None:

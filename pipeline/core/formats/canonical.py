@@ -25,7 +25,7 @@ from pipeline.core.formats.checks import (
 )
 from pipeline.core.formats.fields import FIELD_KINDS, OUTCOME_FIELDS, At, assemble
 from pipeline.core.formats.guard import Record, RecordError, Source
-from pipeline.core.formats.json_lines import jsonl, parse_jsonl
+from pipeline.core.formats.json_lines import JsonItem, Prepare, jsonl, parse_json_items
 from pipeline.core.record import SCHEMA_VERSION, Step, ToolCall, Trajectory
 
 FORMAT = "canonical"
@@ -40,14 +40,27 @@ _STEP_KINDS = {
     "latency_ms": "float?",
     "prompt_tokens": "int32?",
     "completion_tokens": "int32?",
+    "raw_text": "str?",
+    "flag": "str?",
 }
 _TOOL_CALL_KINDS = {"id": "str", "name": "str", "arguments": "any"}
 _TOP_FIELDS = tuple(name for name in FIELD_KINDS if name not in OUTCOME_FIELDS)
 _KNOWN = {"schema_version", "trajectory_id", "steps", "outcome", "extra", *_TOP_FIELDS}
 
 
-def parse(data: bytes, src: Source) -> Iterator[Record]:
-    return parse_jsonl(data, src, lambda obj, line: _trajectory(obj, src, line))
+# Where a canonical record keeps the fields a source's `prepare` hook reads and writes.
+RECORD_PATHS = {
+    "id": "trajectory_id",
+    **{name: name for name in _TOP_FIELDS},
+    **{name: f"outcome.{name}" for name in OUTCOME_FIELDS},
+}
+
+
+def parse(items: Iterable[JsonItem], src: Source, prepare: Prepare | None = None) -> Iterator[Record]:
+    def build(obj: dict[str, Any], item: JsonItem) -> Trajectory:
+        return _trajectory(prepare(obj, item.key, RECORD_PATHS) if prepare else obj, src, item.position)
+
+    return parse_json_items(items, src, build)
 
 
 def export(trajectories: Iterable[Trajectory]) -> bytes:
