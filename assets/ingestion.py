@@ -4,6 +4,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from pipeline.core.redaction import redact_tables
+from pipeline.core.sources import RegistryError
 from pipeline.orchestration.automation import TRANSIENT_RETRY
 from pipeline.orchestration.partitions import daily_partitions
 from pipeline.orchestration.resources import LakeFSResource
@@ -15,15 +16,18 @@ from pipeline.shell.ingest import (
     SourceFile,
     bind_commit,
     file_workers,
+    landing_files,
     merge_columnar,
     parse_files_columnar,
 )
 from pipeline.shell.lakefs_store import commit_partition_files, partition_prefix, verify_commit
+from pipeline.shell.sources import load_registry
 from pipeline.shell.warehouse import replace_partition
 
 
 class IngestConfig(dg.Config):
-    """Per-file overrides for format detection, matched by glob on the file name."""
+    """Launch-time overrides of the source registry (settings.sources_file), matched by glob
+    on a file's path in the day's landing folder."""
 
     format_overrides: dict[str, str] = {}
     # glob -> {"preset": "wrapped"} or a full OpenAIMapping as dotted paths
@@ -53,30 +57,32 @@ def raw_agent_logs(
     settings = get_settings()
     partition = context.partition_key
     landing = settings.landing_dir / partition
-    files = (
-        {p.name: p.read_bytes() for p in sorted(landing.iterdir()) if p.is_file()}
-        if landing.is_dir()
-        else {}
-    )
+    try:
+        registry = load_registry(settings.sources_file)
+    except RegistryError as err:
+        raise dg.Failure(str(err), allow_retries=False) from None
+    # Files are streamed from disk (a record at a time), never read whole: a source's folder
+    # in the landing day holds its files.
+    files = landing_files(landing)
     if not files:
         context.log.warning(f"no landing files in {landing}; the partition will be empty")
 
-    rules = IngestRules(config.format_overrides, config.openai_mappings)
+    rules = IngestRules(registry, config.format_overrides, config.openai_mappings)
     # The files are parsed in worker processes while lakeFS commits them: rows name their file
     # by its object path until the commit exists, then `bind_commit` makes them name it.
     with file_workers(min(settings.ingest_workers, len(files))) as map_files:
         parsing = parse_files_columnar(
-            [SourceFile(name=name, uri=partition_prefix(partition) + name, data=data) for name, data in files.items()],
+            [SourceFile(name=name, uri=partition_prefix(partition) + name, path=path) for name, path in files.items()],
             partition=partition, raw_commit=None, rules=rules, map_files=map_files,
         )
         repo = lakefs.ensure_repository(settings.raw_repo)
         raw = commit_partition_files(repo, partition, files, run_id=context.run.run_id)
         context.log.info(f"committed {len(raw.paths)} raw files as {raw.commit_id}")
         failpoint("ingest.raw_committed")
+        parsed = merge_columnar(parsing)
         # What was parsed is what the commit holds, byte for byte, or nothing is written.
-        verify_commit(repo, raw, files)
-        result = bind_commit(merge_columnar(parsing), f"lakefs://{raw.repo}/{raw.commit_id}/", raw.commit_id)
-    del files  # the tables hold what is written: free the partition's bytes before the write
+        verify_commit(repo, raw, {f.name: f.digest for f in parsed.files if f.digest is not None})
+        result = bind_commit(parsed, f"lakefs://{raw.repo}/{raw.commit_id}/", raw.commit_id)
     if result.records_read != result.ingested + result.quarantined:
         raise dg.Failure(
             f"accounting broken for {partition}: read {result.records_read}, ingested "
@@ -109,9 +115,14 @@ def raw_agent_logs(
 
 
 def _file_table(files: list[FileStats]) -> str:
-    lines = ["| file | format | read | ingested | quarantined |", "|---|---|---|---|---|"]
+    lines = ["| file | source | format | container | read | ingested | quarantined |", "|---|---|---|---|---|---|---|"]
     lines += [
-        f"| {f.name} | {f.source_format or 'unknown'} | {f.records_read} | {f.ingested} | {f.quarantined} |"
+        f"| {f.name} | {f.source} | {f.source_format or 'unknown'} | {_container(f)} | {f.records_read} "
+        f"| {f.ingested} | {f.quarantined} |"
         for f in files
     ]
     return "\n".join(lines)
+
+
+def _container(f: FileStats) -> str:
+    return f"{f.container or 'text'}" + ("" if f.compression == "none" else f" ({f.compression})")

@@ -63,6 +63,7 @@ class Settings:
     landing_dir: Path
     tools_dir: Path
     duckdb_path: Path
+    sources_file: Path  # the source registry: which landing files are whose logs, read how
     # lakeFS
     lakefs_port: int
     lakefs_endpoint: str
@@ -164,6 +165,7 @@ def get_settings() -> Settings:
         landing_dir=_path("LANDING_DIR", state_dir / "landing"),
         tools_dir=_path("TOOLS_DIR", state_dir / "tools"),
         duckdb_path=_path("DUCKDB_PATH", state_dir / "warehouse.duckdb"),
+        sources_file=_path("SOURCES", PROJECT_ROOT / "sources.yaml"),
         lakefs_port=lakefs_port,
         lakefs_endpoint=_env("LAKEFS_ENDPOINT", f"http://127.0.0.1:{lakefs_port}"),
         # Local-demo credentials: only ever used against the loopback server that

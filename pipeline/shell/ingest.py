@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import io
+import itertools
 import json
 import multiprocessing
 import os
@@ -26,13 +28,15 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, is_dataclass, replace
 from functools import partial
-from typing import Any, Generic, TypeVar
+from pathlib import Path
+from typing import IO, Any, Generic, TypeVar
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.core.formats import (
+    JSON_FORMATS,
     OpenAIMapping,
     Parsed,
     Quarantined,
@@ -40,7 +44,17 @@ from pipeline.core.formats import (
     parse_file,
     quarantine_unknown_format,
 )
+from pipeline.core.formats.containers import (
+    DECOMPRESSION_ERRORS,
+    READ_CHUNK,
+    decompressed,
+    detect_compression,
+    detect_container,
+    until_unreadable,
+)
 from pipeline.core.record import Trajectory, shallow_fields
+from pipeline.core.sources import SourceRegistry, SourceSpec
+from pipeline.shell.lakefs_store import FileDigest, partition_prefix
 from pipeline.shell.warehouse import RAW_SCHEMA, SCHEMAS, arrow_schema, to_arrow
 
 DETECTION_HEAD_BYTES = 64 * 1024
@@ -49,31 +63,102 @@ TABLES = tuple(SCHEMAS[RAW_SCHEMA])  # the canonical tables and the quarantine
 
 @dataclass(frozen=True)
 class SourceFile:
-    name: str  # file name within the partition
+    name: str  # the file's path within the partition ("tau/results.json")
     uri: str  # lakefs://repo/commit/path
-    data: bytes
+    data: bytes = b""
+    path: Path | None = None  # when set, the file is read from here as a stream, not from `data`
+
+    def open(self) -> IO[bytes]:
+        return self.path.open("rb") if self.path is not None else io.BytesIO(self.data)
+
+
+def landing_files(day: Path) -> dict[str, Path]:
+    """A landing day's files by their path within it ("tau/results.json"), sorted; hidden
+    files and folders (editors' and uploaders' temporaries) are not logs."""
+    if not day.is_dir():
+        return {}
+    found = {p.relative_to(day).as_posix(): p for p in day.rglob("*") if p.is_file()}
+    return {name: found[name] for name in sorted(found) if not any(part.startswith(".") for part in name.split("/"))}
 
 
 @dataclass(frozen=True)
 class IngestRules:
-    """Per-file overrides, matched by glob on the file name (first match wins)."""
+    """Which source each file belongs to (the registry, pipeline.core.sources), and the run
+    config's overrides of it, matched by glob on the file name (first match wins)."""
 
+    registry: SourceRegistry = SourceRegistry()
     format_overrides: Mapping[str, str] = field(default_factory=dict)
     openai_mappings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
-    def format_for(self, name: str, head: bytes) -> str | None:
-        for pattern, fmt in self.format_overrides.items():
-            if fnmatch.fnmatch(name, pattern):
-                return fmt
-        return detect_format(name, head)
+    def source_for(self, name: str) -> SourceSpec:
+        source = self.registry.for_file(name)
+        fmt = next((f for pattern, f in self.format_overrides.items() if fnmatch.fnmatch(name, pattern)), None)
+        spec = next((m for pattern, m in self.openai_mappings.items() if fnmatch.fnmatch(name, pattern)), None)
+        if fmt is not None:
+            source = replace(source, format=fmt)
+        if spec is not None:
+            source = replace(source, mapping=OpenAIMapping.from_dict(dict(spec)))
+        return source
 
-    def mapping_for(self, name: str) -> OpenAIMapping | None:
-        for pattern, spec in self.openai_mappings.items():
-            if fnmatch.fnmatch(name, pattern):
-                if set(spec) == {"preset"}:
-                    return OpenAIMapping.preset(spec["preset"])
-                return OpenAIMapping.from_dict(dict(spec))
-        return None
+
+@dataclass(frozen=True)
+class FileLayout:
+    """How a file's records are stored: declared by its source or detected from its head."""
+
+    compression: str
+    container: str | None  # None: not JSON (a text format)
+    format: str | None  # None: not detected, every record quarantined as unknown_format
+
+
+def file_layout(source: SourceSpec, name: str, open_file: Callable[[], IO[bytes]]) -> FileLayout:
+    with open_file() as raw:
+        compression = source.compression
+        if compression == "auto":
+            compression = detect_compression(raw.read(4))
+            raw.seek(0)
+        head = _head(decompressed(raw, compression))
+    container = source.container if source.container != "auto" else detect_container(head)
+    fmt = source.format if source.format != "auto" else detect_format(name, head, container)
+    if fmt not in JSON_FORMATS:
+        container = None if fmt is None and container is None else "jsonl"
+    return FileLayout(compression, container, fmt)
+
+
+def _head(stream: IO[bytes]) -> bytes:
+    """The first DETECTION_HEAD_BYTES, or as much as a corrupt or cut-off compressed file
+    yields before it breaks (reading it again says what is wrong)."""
+    head = bytearray()
+    try:
+        while len(head) < DETECTION_HEAD_BYTES and (chunk := stream.read1(DETECTION_HEAD_BYTES - len(head))):
+            head += chunk
+    except DECOMPRESSION_ERRORS:
+        pass
+    return bytes(head)
+
+
+class _HashingReader(io.RawIOBase):
+    """The file's bytes as they are read, counted and MD5-hashed on the way: the digest of
+    exactly what was parsed, which the lakeFS commit is checked against."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self.md5 = hashlib.md5(usedforsecurity=False)
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        self.md5.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def drain(self) -> FileDigest:
+        while self.readinto(bytearray(READ_CHUNK)):
+            pass
+        return FileDigest(self.size, self.md5.hexdigest())
 
 
 @dataclass
@@ -81,6 +166,10 @@ class FileStats:
     name: str
     uri: str
     source_format: str | None
+    source: str = SourceSpec().name
+    container: str | None = None
+    compression: str = "none"
+    digest: FileDigest | None = None  # of the bytes parsed
     records_read: int = 0
     ingested: int = 0
     quarantined: int = 0
@@ -173,11 +262,20 @@ def record_key(partition: str, file_name: str, line: int) -> str:
     return f"{partition}/{file_name}#{line}"
 
 
+def _file_name(source_uri: str, partition: str) -> str:
+    """A file's path within its partition (sources may keep their files in folders)."""
+    marker = partition_prefix(partition)
+    return source_uri.split(marker, 1)[1] if marker in source_uri else source_uri.rsplit("/", 1)[-1]
+
+
 def trajectory_rows(t: Trajectory, partition: str) -> dict[str, list[dict[str, Any]]]:
-    """Flatten one trajectory into rows of the four canonical tables."""
+    """Flatten one trajectory into rows of the canonical tables (its tool set as one row of
+    `tool_sets`, which ingestion keeps once per distinct id)."""
     p = t.provenance
+    tools = _json(t.tools)
+    tool_set_id = hashlib.sha256(tools.encode()).hexdigest()
     key = {"partition_date": partition,
-           "record_key": record_key(partition, p.source_uri.rsplit("/", 1)[-1], p.line)}
+           "record_key": record_key(partition, _file_name(p.source_uri, partition), p.line)}
     trajectory = {
         **key,
         "trajectory_id": t.trajectory_id,
@@ -192,7 +290,7 @@ def trajectory_rows(t: Trajectory, partition: str) -> dict[str, list[dict[str, A
         "started_at": t.started_at,
         "ended_at": t.ended_at,
         "system_prompt": t.system_prompt,
-        "tools": _json(t.tools),
+        "tool_set_id": tool_set_id,
         "request_params": _json(t.request_params),
         "success": t.outcome.success,
         "reward": t.outcome.reward,
@@ -225,6 +323,8 @@ def trajectory_rows(t: Trajectory, partition: str) -> dict[str, list[dict[str, A
             "prompt_tokens": step.prompt_tokens,
             "completion_tokens": step.completion_tokens,
             "n_tool_calls": len(step.tool_calls),
+            "raw_text": step.raw_text,
+            "flag": step.flag,
         })
         calls.extend(
             {
@@ -252,7 +352,9 @@ def trajectory_rows(t: Trajectory, partition: str) -> dict[str, list[dict[str, A
         }
         for i, f in enumerate(t.feedback)
     ]
-    return {"trajectories": [trajectory], "steps": steps, "tool_calls": calls, "feedback": feedback}
+    tool_set = {"partition_date": partition, "tool_set_id": tool_set_id, "tools": tools}
+    return {"trajectories": [trajectory], "steps": steps, "tool_calls": calls, "feedback": feedback,
+            "tool_sets": [tool_set]}
 
 
 def quarantine_row(q: Quarantined, partition: str, file_name: str, fmt: str | None) -> dict[str, Any]:
@@ -294,32 +396,73 @@ def ingest_file(
     raw_commit: str | None,
     rules: IngestRules = IngestRules(),
 ) -> IngestResult[Rows]:
-    """One file's rows and counts (files are independent: the unit of parallel ingestion)."""
+    """One file's rows and counts (files are independent: the unit of parallel ingestion).
+    The file is read once as a stream: one record in memory at a time."""
+    return _collect(source, partition, raw_commit, rules, _rows_of)
+
+
+def _rows_of(records: Iterator[dict[str, Rows]], seen_tool_sets: set[str] | None = None) -> dict[str, Rows]:
+    """The records' rows per table, each tool set once (`seen_tool_sets`: ids already kept)."""
     tables: dict[str, Rows] = {table: [] for table in TABLES}
-    fmt = rules.format_for(source.name, source.data[:DETECTION_HEAD_BYTES])
-    stats = FileStats(source.name, source.uri, fmt)
-    records = (
-        parse_file(
-            source.data, fmt=fmt, source_uri=source.uri, raw_commit=raw_commit,
-            mapping=rules.mapping_for(source.name),
+    seen = set() if seen_tool_sets is None else seen_tool_sets
+    for record in records:
+        for table, rows in record.items():
+            if table == "tool_sets":
+                rows = [r for r in rows if r["tool_set_id"] not in seen]
+                seen.update(r["tool_set_id"] for r in rows)
+            tables[table].extend(rows)
+    return tables
+
+
+def _collect(
+    source: SourceFile, partition: str, raw_commit: str | None, rules: IngestRules,
+    tabulate: Callable[[Iterator[dict[str, Rows]]], dict[str, TableT]],
+) -> IngestResult[TableT]:
+    """Parse one file and hand its records' rows, as a stream, to `tabulate`."""
+    with read_file(source, rules, raw_commit) as (spec, layout, hashing, records):
+        stats = FileStats(source.name, source.uri, layout.format, spec.name, layout.container, layout.compression)
+        tables = tabulate(_accounted(records, stats, partition, source.name, layout.format))
+        stats.digest = hashing.drain()
+    return IngestResult(tables, [stats])
+
+
+@contextmanager
+def read_file(
+    source: SourceFile, rules: IngestRules, raw_commit: str | None = None
+) -> Iterator[tuple[SourceSpec, FileLayout, _HashingReader, Iterator[Parsed | Quarantined]]]:
+    """A file's source, layout and records (parsed lazily while the file stays open), and the
+    reader that hashes the bytes as they are parsed."""
+    spec = rules.source_for(source.name)
+    layout = file_layout(spec, source.name, source.open)
+    hooks = {"prepare": spec.prepare, "finish": spec.finish} if spec.declared else {}
+    with source.open() as raw:
+        hashing = _HashingReader(raw)
+        stream = decompressed(io.BufferedReader(hashing, READ_CHUNK), layout.compression)
+        records = (
+            parse_file(stream, fmt=layout.format, source_uri=source.uri, raw_commit=raw_commit,
+                       container=layout.container or "jsonl", mapping=spec.mapping, **hooks)
+            if layout.format
+            else quarantine_unknown_format(stream, source_uri=source.uri, filename=source.name)
         )
-        if fmt
-        else quarantine_unknown_format(source.data, source_uri=source.uri, filename=source.name)
-    )
+        yield spec, layout, hashing, until_unreadable(records, source.uri) if layout.compression != "none" else records
+
+
+def _accounted(
+    records: Iterable[Parsed | Quarantined], stats: FileStats, partition: str, name: str, fmt: str | None
+) -> Iterator[dict[str, Rows]]:
+    """Each record's rows (a quarantined record's quarantine row), counted in `stats`."""
     for record in records:
         stats.records_read += 1
         if isinstance(record, Parsed):
             record = _rows_or_quarantine(record, partition)
         if isinstance(record, dict):
             stats.ingested += 1
-            for table, rows in record.items():
-                tables[table].extend(rows)
+            yield record
         else:
             stats.quarantined += 1
             reasons = stats.quarantined_by_reason
             reasons[record.reason] = reasons.get(record.reason, 0) + 1
-            tables["quarantine"].append(quarantine_row(record, partition, source.name, fmt))
-    return IngestResult(tables, [stats])
+            yield {"quarantine": [quarantine_row(record, partition, name, fmt)]}
 
 
 def ingest_files(
@@ -331,9 +474,10 @@ def ingest_files(
 ) -> IngestResult[Rows]:
     """Every file's rows and counts, in file order."""
     merged: IngestResult[Rows] = IngestResult({table: [] for table in TABLES}, [])
+    seen_tool_sets: set[str] = set()
     for source in files:
         part = ingest_file(source, partition=partition, raw_commit=raw_commit, rules=rules)
-        for table, rows in part.tables.items():
+        for table, rows in _rows_of(iter([part.tables]), seen_tool_sets).items():
             merged.tables[table].extend(rows)
         merged.files.extend(part.files)
     return merged
@@ -361,11 +505,19 @@ def parse_files_columnar(
 def merge_columnar(parts: Iterable[IngestResult[pa.Table]]) -> IngestResult[pa.Table]:
     """Per-file results as one: each table concatenated, file stats in order."""
     parts = list(parts)
-    return IngestResult(
-        {table: pa.concat_tables([arrow_schema(table).empty_table()] + [p.tables[table] for p in parts])
-         for table in TABLES},
-        [stats for p in parts for stats in p.files],
-    )
+    tables = {table: pa.concat_tables([arrow_schema(table).empty_table()] + [p.tables[table] for p in parts])
+              for table in TABLES}
+    tables["tool_sets"] = _first_per_id(tables["tool_sets"])  # files share tool sets
+    return IngestResult(tables, [stats for p in parts for stats in p.files])
+
+
+def _first_per_id(tool_sets: pa.Table) -> pa.Table:
+    ids = tool_sets["tool_set_id"].to_pylist()
+    first = {tool_set_id: i for i, tool_set_id in reversed(list(enumerate(ids)))}
+    return tool_sets.take(sorted(first.values()))
+
+
+ARROW_BATCH_RECORDS = 100
 
 
 def ingest_file_columnar(
@@ -373,9 +525,19 @@ def ingest_file_columnar(
 ) -> IngestResult[pa.Table]:
     """`ingest_file` with each table as Arrow (what a worker process returns: Arrow pickles
     back cheaply and DuckDB scans it in place; row dicts would cost the parent as much again
-    to rebuild)."""
-    part = ingest_file(source, partition=partition, raw_commit=raw_commit, rules=rules)
-    return IngestResult({table: to_arrow(rows, table) for table, rows in part.tables.items()}, part.files)
+    to rebuild). Rows become Arrow every ARROW_BATCH_RECORDS records, so a large file's rows
+    are never all held as Python dicts (several times the size of the same Arrow data)."""
+    return _collect(source, partition, raw_commit, rules, _arrow_tables)
+
+
+def _arrow_tables(records: Iterator[dict[str, Rows]]) -> dict[str, pa.Table]:
+    batches: dict[str, list[pa.Table]] = {table: [arrow_schema(table).empty_table()] for table in TABLES}
+    seen_tool_sets: set[str] = set()
+    for chunk in iter(lambda: list(itertools.islice(records, ARROW_BATCH_RECORDS)), []):
+        for table, rows in _rows_of(iter(chunk), seen_tool_sets).items():
+            if rows:
+                batches[table].append(to_arrow(rows, table))
+    return {table: pa.concat_tables(parts) for table, parts in batches.items()}
 
 
 # The tables whose `source_uri` names where a record was read from (the rest of a row is the

@@ -11,13 +11,15 @@ downloading the commit again).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 MAIN = "main"
 # Object reads and writes in flight at once. One at a time, each request waits on its own
@@ -54,8 +56,26 @@ def lakefs_client(endpoint: str) -> Any:
     )
 
 
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+@dataclass(frozen=True)
+class FileDigest:
+    """A file's size and MD5, as lakeFS's local and S3 blockstores report an object's."""
+
+    size: int
+    md5: str
+
+    @classmethod
+    def of(cls, data: bytes) -> FileDigest:
+        return cls(len(data), hashlib.md5(data, usedforsecurity=False).hexdigest())
+
+
+def _stream_digest(stream: IO[bytes], *hashes: Any) -> None:
+    """Feed a stream to `hashes` a chunk at a time (hashlib releases the GIL meanwhile)."""
+    for chunk in iter(lambda: stream.read(_CHUNK), b""):
+        for h in hashes:
+            h.update(chunk)
+
+
+_CHUNK = 1 << 20
 
 
 def partition_prefix(partition: str) -> str:
@@ -74,12 +94,13 @@ def _list_paths(ref: Any, prefix: str) -> list[str]:
 def commit_partition_files(
     repo: Any,
     partition: str,
-    files: Mapping[str, bytes],
+    files: Mapping[str, bytes | Path],
     *,
     run_id: str,
     extra_metadata: Mapping[str, str] | None = None,
 ) -> RawCommit:
-    """Make `dt=<partition>/` in the repository hold exactly `files`, as one commit.
+    """Make `dt=<partition>/` in the repository hold exactly `files` (each its bytes, or a
+    local file streamed from disk), as one commit.
 
     Re-running with the same files yields a new (empty) commit with the new run id, so each
     ingestion run has its own auditable commit; a crashed earlier attempt's branch is
@@ -97,8 +118,13 @@ def commit_partition_files(
         branch.delete_objects(stale)
 
     def upload(name: str) -> str:
-        branch.object(paths[name]).upload(data=files[name], mode="wb")
-        return sha256(files[name])  # hashlib releases the GIL: hashing overlaps the uploads
+        content, checksum = files[name], hashlib.sha256()
+        with (content.open("rb") if isinstance(content, Path) else io.BytesIO(content)) as source, \
+                branch.object(paths[name]).writer(mode="wb") as target:
+            for chunk in iter(lambda: source.read(_CHUNK), b""):
+                checksum.update(chunk)  # hashlib releases the GIL: hashing overlaps the uploads
+                target.write(chunk)
+        return checksum.hexdigest()
 
     with ThreadPoolExecutor(IO_THREADS) as pool:
         checksums = dict(zip(sorted(files), pool.map(upload, sorted(files))))
@@ -125,28 +151,33 @@ class CommitMismatch(RuntimeError):
     """A commit does not hold the bytes that were uploaded to it."""
 
 
-def verify_commit(repo: Any, raw: RawCommit, files: Mapping[str, bytes]) -> None:
-    """Raise CommitMismatch unless `raw.commit_id` holds exactly `files` under `raw.prefix`.
+def verify_commit(repo: Any, raw: RawCommit, digests: Mapping[str, FileDigest]) -> None:
+    """Raise CommitMismatch unless `raw.commit_id` holds exactly the files of `digests` (the
+    size and MD5 of the bytes that were parsed) under `raw.prefix`.
 
     One listing of the commit gives each object's size and the checksum lakeFS computed from
-    the bytes it stored: the MD5 hex digest on the local and S3 (single-part) blockstores,
-    compared with the MD5 of the bytes here. An object whose checksum has another form is
-    read back and compared byte for byte."""
+    the bytes it stored: the MD5 hex digest on the local and S3 (single-part) blockstores.
+    An object whose checksum has another form is read back (streamed) and hashed here."""
     listed = {obj.path: obj for obj in repo.ref(raw.commit_id).objects(prefix=raw.prefix)}
-    expected = {raw.paths[name]: data for name, data in files.items()}
+    expected = {raw.paths[name]: digest for name, digest in digests.items()}
     problems = [f"{path}: not in the commit" for path in sorted(expected.keys() - listed.keys())]
     problems += [f"{path}: not uploaded" for path in sorted(listed.keys() - expected.keys())]
     unverified = []
     for path in sorted(expected.keys() & listed.keys()):
-        data, stats = expected[path], listed[path]
-        if stats.size_bytes != len(data):
-            problems.append(f"{path}: {stats.size_bytes} bytes in the commit, {len(data)} uploaded")
+        digest, stats = expected[path], listed[path]
+        if stats.size_bytes != digest.size:
+            problems.append(f"{path}: {stats.size_bytes} bytes in the commit, {digest.size} uploaded")
         elif not _MD5_HEX.fullmatch(stats.checksum or ""):
             unverified.append(path)
-        elif stats.checksum != hashlib.md5(data, usedforsecurity=False).hexdigest():
+        elif stats.checksum != digest.md5:
             problems.append(f"{path}: checksum {stats.checksum} differs from the uploaded bytes'")
-    problems += [f"{path}: its bytes in the commit differ from the uploaded ones"
-                 for path, data in read_objects(repo, raw.commit_id, unverified) if data != expected[path]]
+    ref = repo.ref(raw.commit_id)
+    for path in unverified:
+        md5 = hashlib.md5(usedforsecurity=False)
+        with ref.object(path).reader(mode="rb") as handle:
+            _stream_digest(handle, md5)
+        if md5.hexdigest() != expected[path].md5:
+            problems.append(f"{path}: its bytes in the commit differ from the uploaded ones")
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         raise CommitMismatch(f"commit {raw.commit_id} of {raw.repo} does not hold the uploaded files: "

@@ -29,7 +29,7 @@ RAW_TABLES: dict[str, str] = {
     "trajectories": f"""{_KEY},
         session_id VARCHAR, user_id VARCHAR, tenant VARCHAR, agent_name VARCHAR,
         agent_version VARCHAR, model VARCHAR, task_type VARCHAR, goal VARCHAR,
-        started_at VARCHAR, ended_at VARCHAR, system_prompt VARCHAR, tools JSON,
+        started_at VARCHAR, ended_at VARCHAR, system_prompt VARCHAR, tool_set_id VARCHAR,
         request_params JSON, success BOOLEAN, reward DOUBLE, verified_by VARCHAR,
         termination VARCHAR, consent_may_train BOOLEAN, consent_scope VARCHAR, task_spec JSON,
         extra JSON, n_steps INTEGER, content_digest VARCHAR, source_format VARCHAR,
@@ -37,12 +37,16 @@ RAW_TABLES: dict[str, str] = {
     "steps": f"""{_KEY},
         step_index INTEGER, role VARCHAR, content VARCHAR, reasoning VARCHAR,
         tool_call_id VARCHAR, error VARCHAR, latency_ms DOUBLE, prompt_tokens INTEGER,
-        completion_tokens INTEGER, n_tool_calls INTEGER""",
+        completion_tokens INTEGER, n_tool_calls INTEGER, raw_text VARCHAR, flag VARCHAR""",
     "tool_calls": f"""{_KEY},
         step_index INTEGER, call_index INTEGER, call_id VARCHAR, name VARCHAR, arguments JSON""",
     "feedback": f"""{_KEY},
         feedback_index INTEGER, name VARCHAR, value JSON, source VARCHAR, comment VARCHAR,
         corrected_output VARCHAR, feedback_at VARCHAR""",
+    # Each distinct tool set once per day, content-addressed (tool_set_id = sha256 of its JSON):
+    # trajectories refer to it. Agents offer the same few tool sets in every trajectory, and
+    # repeating their JSON schemas per row was most of the trajectories table's bytes.
+    "tool_sets": "partition_date VARCHAR NOT NULL, tool_set_id VARCHAR NOT NULL, tools JSON",
 }
 # Quarantined records keep a raw excerpt for the operator: they stay in the raw schema only.
 QUARANTINE_TABLE = {

@@ -83,7 +83,7 @@ def test_corpus_covers_every_hostile_kind(manifest: HostileManifest) -> None:
         "deep_nesting_list", "deep_nesting_arguments", "deep_nesting_kvlist", "deep_nesting_header",
         "invalid_utf8", "steps_as_string", "role_as_int", "arguments_as_list", "timestamp_as_object",
         "injection_user", "injection_tool", "framing_break_forged", "nul_byte_raw", "nul_byte_escaped",
-        "bom_first_line", "csv", "xml", "binary_garbage", "pretty_printed_json",
+        "bom_first_line", "csv", "xml", "binary_garbage", "json_array_element", "json_array_truncated",
     ):
         assert cases.get(case, 0) >= 1, f"no {case} record in the corpus"
     formats = {f.intended_format for f in manifest.files}

@@ -1,5 +1,5 @@
 """Per-file format overrides and openai_chat field mappings (IngestConfig in the Dagster
-launchpad): a file detection cannot place is quarantined as unknown_format until a rule
+launchpad, over the source registry): a file detection cannot place is quarantined as unknown_format until a rule
 names its format and where its fields sit."""
 
 from test_formats import full_trajectory, minimal_trajectory
@@ -37,7 +37,7 @@ def test_a_format_override_and_a_field_mapping_ingest_it():
 def test_rules_match_by_glob_first_match_wins_and_presets_resolve():
     rules = IngestRules(format_overrides={"a*": "react_text", "ab*": "canonical"},
                         openai_mappings={"w-*": {"preset": "wrapped"}})
-    assert rules.format_for("abc.jsonl", b"") == "react_text"
-    assert rules.format_for("zzz.jsonl", b"") is None  # no rule: detection (here: nothing to detect)
-    assert rules.mapping_for("w-1.jsonl") == OpenAIMapping.preset("wrapped")
-    assert rules.mapping_for("x.jsonl") is None
+    assert rules.source_for("abc.jsonl").format == "react_text"
+    assert rules.source_for("zzz.jsonl").format == "auto"  # no rule: detection
+    assert rules.source_for("w-1.jsonl").mapping == OpenAIMapping.preset("wrapped")
+    assert rules.source_for("x.jsonl").mapping is None

@@ -1,7 +1,10 @@
 -- One typed row per redacted trajectory record. Exact replays are still here: they share
 -- content_digest, and deduplication is a curation decision made downstream.
 with source_rows as (
-    select * from {{ source('redacted', 'trajectories') }}
+    -- tool sets are stored once per day and referred to by id: each row gets its own back
+    select t.*, s.tools
+    from {{ source('redacted', 'trajectories') }} as t
+    left join {{ source('redacted', 'tool_sets') }} as s using (partition_date, tool_set_id)
 )
 
 select

@@ -21,6 +21,7 @@ from pipeline.benchmarks.hostile_corpus.manifest import (
     BIG_LINE_BYTES,
     HUGE_BAD_BYTES,
     HUGE_OK_BYTES,
+    INGESTED,
     INJECTIONS,
     MB,
     QUARANTINED,
@@ -77,12 +78,19 @@ def _xml(n: int) -> bytes:
     return ("\n".join(rows) + "\n").encode()
 
 
-def _pretty_json(rng: Random) -> bytes:
-    """A pretty-printed JSON array of canonical records: not JSONL, so no line is a record."""
-    records = [_canonical(f"pretty-{i}", rng) for i in range(2)]
+def _pretty_json_array(rng: Random) -> _Piece:
+    """A pretty-printed JSON array of canonical records (not JSONL), cut off inside its third
+    record: the two whole records are read, the rest is one invalid_json record at position 3."""
+    records = [_canonical(f"pretty-{i}", rng) for i in range(3)]
     for r in records:
         r["steps"] = r["steps"][:2]
-    return (json.dumps(records, indent=2) + "\n").encode()
+    text = json.dumps(records, indent=2)
+    cut = text.index('"pretty-2"') + 20
+    return _Piece(text[:cut].encode(), [
+        (0, INGESTED, "json_array_element", (), None),
+        (1, INGESTED, "json_array_element", (), None),
+        (2, QUARANTINED, "json_array_truncated", ("invalid_json",), None),
+    ])
 
 
 def _big_line(tid: str) -> bytes:
@@ -154,8 +162,8 @@ def _plans(rng: Random) -> list[_FilePlan]:
         _FilePlan("metrics.csv", None, [_unknown_file(_csv(rng, 20), "csv")], [], 0),
         _FilePlan("events.xml", None, [_unknown_file(_xml(15), "xml")], [], 0),
         _FilePlan("blob.bin", None, [_unknown_file(_garbage(rng, 12), "binary_garbage")], [], 0),
-        _FilePlan("export.json", None, [_unknown_file(_pretty_json(rng), "pretty_printed_json")], [], 0,
-                  notes="a pretty-printed JSON document is not JSONL"),
+        _FilePlan("export.json", "canonical", [_pretty_json_array(rng)], [], 0, final_newline=False,
+                  notes="a pretty-printed JSON array, records numbered by position, cut off mid-record"),
         _FilePlan("empty.jsonl", None, [], [], 0, notes="zero bytes"),
         _FilePlan("blank-lines.txt", None, [_Piece(b"\n\n   \n\t\n\r\n \r\n\n")], [], 0,
                   notes="only blank lines: zero records"),

@@ -4,6 +4,7 @@ act on), and whatever goes wrong inside one record never stops the file."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ REASONS: tuple[str, ...] = (
     "empty_trajectory",  # no steps
     "invalid_step_order",  # unknown role, or canonical step indices not 0..n-1
     "unknown_format",  # the file's format could not be detected (emitted by the caller)
+    "corrupt_compression",  # a gzip/zstd stream that cannot be read on: the rest of the file
     "parse_error",  # any unexpected exception while parsing one record
 )
 EXCERPT_CHARS = 500
@@ -70,13 +72,17 @@ class Source:
 # --- the per-record guard ---------------------------------------------------------------
 
 
-def excerpt(raw: bytes | str) -> str:
+def excerpt(raw: Any) -> str:
+    """The start of a record: its bytes or text, or a decoded JSON value (an array element)
+    written back as JSON."""
     if isinstance(raw, bytes):
         return raw[:EXCERPT_CHARS].decode("utf-8", errors="replace")
+    if not isinstance(raw, str):
+        raw = json.dumps(raw, ensure_ascii=False, default=str)
     return raw[:EXCERPT_CHARS]
 
 
-def quarantine(reason: str, detail: str, src: Source, line: int, raw: bytes | str) -> Quarantined:
+def quarantine(reason: str, detail: str, src: Source, line: int, raw: Any) -> Quarantined:
     one_line = " ".join(detail.splitlines())
     if len(one_line) > DETAIL_CHARS:
         one_line = one_line[: DETAIL_CHARS - 1] + "…"

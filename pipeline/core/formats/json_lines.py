@@ -6,14 +6,15 @@ one record per line through the guard."""
 from __future__ import annotations
 
 import codecs
+import io
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import IO, Any, NamedTuple
 
 import msgspec
 
-from pipeline.core.formats.guard import DETAIL_CHARS, Record, RecordError, Source, parse_record
+from pipeline.core.formats.guard import DETAIL_CHARS, Record, RecordError, Source, parse_record, quarantine
 from pipeline.core.record import Trajectory
 
 
@@ -26,18 +27,16 @@ def json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
-def iter_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(1-based line number, line without its \\n or \\r\\n), one line in memory at a time.
-    A leading UTF-8 byte order mark (Windows tools write one) marks the file's encoding; it is
-    not part of line 1."""
-    start, number = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0, 0
-    while start < len(data):
-        end = data.find(b"\n", start)
-        end = len(data) if end == -1 else end
-        number += 1
-        line = data[start:end]
-        yield number, line[:-1] if line.endswith(b"\r") else line
-        start = end + 1
+def iter_lines(source: bytes | IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line without its \\n or \\r\\n), one line in memory at a time
+    (`source` is the bytes or a binary stream of them). A leading UTF-8 byte order mark
+    (Windows tools write one) marks the file's encoding; it is not part of line 1."""
+    stream = io.BytesIO(source) if isinstance(source, bytes) else source
+    for number, line in enumerate(stream, 1):
+        if number == 1:
+            line = line.removeprefix(codecs.BOM_UTF8)
+        line = line.removesuffix(b"\n")
+        yield number, line.removesuffix(b"\r")
 
 
 def is_blank(line: bytes) -> bool:
@@ -110,19 +109,40 @@ def decode_object(line: bytes, max_bytes: int) -> dict[str, Any]:
     return value
 
 
-def parse_jsonl(
-    data: bytes, src: Source, build: Callable[[dict[str, Any], int], Trajectory]
-) -> Iterator[Record]:
-    """One Parsed or Quarantined per non-blank line; `build(object, line_number)`."""
-    for number, line in iter_lines(data):
-        if not is_blank(line):
-            yield parse_record(src, number, line, _from_line, build, line, number, src.max_record_bytes)
+class JsonItem(NamedTuple):
+    """One record as a container yields it (containers.json_items): the raw line of a JSONL
+    file (decoded by the guard), or the decoded value of an array/object element, or the
+    error that stopped the container at this position."""
+
+    position: int  # 1-based: the line (jsonl) or the record's place in the array/object
+    raw: bytes | None = None
+    value: Any = None
+    key: str | None = None  # json_object: the record's key
+    error: RecordError | None = None
 
 
-def _from_line(
-    build: Callable[[dict[str, Any], int], Trajectory], line: bytes, number: int, max_bytes: int
-) -> Trajectory:
-    return build(decode_object(line, max_bytes), number)
+Build = Callable[[dict[str, Any], JsonItem], Trajectory]
+# A source's hook on each JSON record before its format reads it: (record, its key in a
+# json_object container, where this format keeps each trajectory field) → the record to read.
+Prepare = Callable[[dict[str, Any], "str | None", Mapping[str, str]], dict[str, Any]]
+
+
+def parse_json_items(items: Iterable[JsonItem], src: Source, build: Build) -> Iterator[Record]:
+    """One Parsed or Quarantined per item; `build(object, item)`."""
+    for item in items:
+        if item.error is not None:
+            yield quarantine(item.error.reason, item.error.detail, src, item.position, b"")
+        else:
+            raw = item.raw if item.raw is not None else item.value
+            yield parse_record(src, item.position, raw, _from_item, build, item, src.max_record_bytes)
+
+
+def _from_item(build: Build, item: JsonItem, max_bytes: int) -> Trajectory:
+    if item.raw is not None:
+        return build(decode_object(item.raw, max_bytes), item)
+    if not isinstance(item.value, dict):
+        raise RecordError("not_an_object", f"expected a JSON object per record, got {json_type(item.value)}")
+    return build(item.value, item)
 
 
 def jsonl(records: Iterable[Any]) -> bytes:

@@ -40,8 +40,8 @@ from pipeline.core.formats.checks import (
 )
 from pipeline.core.formats.fields import FIELD_KINDS, At, assemble, field_values, get_path, set_path
 from pipeline.core.formats.guard import Record, RecordError, Source
-from pipeline.core.formats.json_lines import jsonl, parse_jsonl
-from pipeline.core.record import Step, ToolCall, Trajectory
+from pipeline.core.formats.json_lines import JsonItem, Prepare, jsonl, parse_json_items
+from pipeline.core.record import ROLES, Step, ToolCall, Trajectory
 
 FORMAT = "openai_chat"
 _PARAMS = (
@@ -108,6 +108,11 @@ class OpenAIMapping:
     consent: str = "metadata.consent"
     task_spec: str = "metadata.task_spec"
     request_params: tuple[str, ...] = _PARAMS
+    # Inside each message: the keys of its role and text (ShareGPT-style logs say "from" and
+    # "value"), and role names read as ours ({"human": "user", "gpt": "assistant"}).
+    message_role: str = "role"
+    message_content: str = "content"
+    roles: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def default(cls) -> OpenAIMapping:
@@ -130,9 +135,13 @@ class OpenAIMapping:
             raise ValueError(f"unknown openai_chat mapping keys: {', '.join(sorted(unknown))}")
         for key, value in spec.items():
             if not _is_path_spec(key, value):
-                expected = "a list of dotted paths" if key == "request_params" else "a dotted path"
+                expected = {"request_params": "a list of dotted paths",
+                            "roles": f"an object of role names to one of {', '.join(ROLES)}"}.get(key, "a dotted path")
                 raise ValueError(f"openai_chat mapping {key!r}: expected {expected}, got {value!r}")
-        changes: dict[str, Any] = {k: tuple(v) if k == "request_params" else v for k, v in spec.items()}
+        changes: dict[str, Any] = {
+            k: tuple(v) if k == "request_params" else tuple(sorted(v.items())) if k == "roles" else v
+            for k, v in spec.items()
+        }
         return replace(base, **changes)
 
     @functools.cache  # noqa: B019 - a handful of immutable mappings, each asked once per record
@@ -143,6 +152,11 @@ class OpenAIMapping:
             for f in fields(self)
             if f.name in FIELD_KINDS and f.name != "request_params"
         }
+
+    @functools.cache  # noqa: B019 - as field_paths
+    def record_paths(self) -> dict[str, str]:
+        """Where a record keeps the fields a source's `prepare` hook reads and writes."""
+        return {"id": self.id, **self.field_paths()}
 
     @functools.cache  # noqa: B019 - as field_paths
     def paths(self) -> frozenset[str]:
@@ -181,6 +195,10 @@ PRESETS: dict[str, OpenAIMapping] = {
 
 
 def _is_path_spec(key: str, value: Any) -> bool:
+    if key == "roles":
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) and v in ROLES for k, v in value.items()
+        )
     if key == "request_params":
         return isinstance(value, (list, tuple)) and all(isinstance(p, str) and p for p in value)
     return isinstance(value, str) and bool(value)
@@ -197,10 +215,16 @@ def match_preset(record: Any) -> OpenAIMapping | None:
     return None
 
 
-def parse(data: bytes, src: Source, mapping: OpenAIMapping | None = None) -> Iterator[Record]:
-    return parse_jsonl(
-        data, src, lambda obj, line: _trajectory(obj, mapping or _preset_for(obj), src, line)
-    )
+def parse(
+    items: Iterable[JsonItem], src: Source, mapping: OpenAIMapping | None = None, prepare: Prepare | None = None
+) -> Iterator[Record]:
+    def build(obj: dict[str, Any], item: JsonItem) -> Trajectory:
+        m = mapping or _preset_for(obj)
+        if prepare:
+            obj = prepare(obj, item.key, m.record_paths())
+        return _trajectory(obj, m, src, item.position)
+
+    return parse_json_items(items, src, build)
 
 
 def export(trajectories: Iterable[Trajectory], mapping: OpenAIMapping | None = None) -> bytes:
@@ -227,7 +251,7 @@ def _trajectory(obj: dict[str, Any], m: OpenAIMapping, src: Source, line: int) -
         raise RecordError("missing_required_field", f"{m.messages}: required field is missing")
     extra: dict[str, Any] = {}
     steps = [
-        _step(msg, i, join(m.messages, i), extra)
+        _step(_standard_keys(msg, m), i, join(m.messages, i), extra, m)
         for i, msg in enumerate(check(messages, "list", m.messages))
     ]
     fields_at = {name: At(get_path(obj, path), path) for name, path in m.field_paths().items()}
@@ -240,9 +264,18 @@ def _trajectory(obj: dict[str, Any], m: OpenAIMapping, src: Source, line: int) -
     return assemble(trajectory_id, steps, fields_at, extra, src.provenance(FORMAT, line))
 
 
-def _step(value: Any, index: int, path: str, extra: dict[str, Any]) -> Step:
+def _standard_keys(message: Any, m: OpenAIMapping) -> Any:
+    """A message with the mapping's role and text keys renamed to `role` and `content`."""
+    if (m.message_role, m.message_content) == ("role", "content") or not isinstance(message, dict):
+        return message
+    rename = {m.message_role: "role", m.message_content: "content"}
+    return {rename.get(key, key): value for key, value in message.items()}
+
+
+def _step(value: Any, index: int, path: str, extra: dict[str, Any], m: OpenAIMapping) -> Step:
     msg = read_object(value, _MESSAGE_KINDS, path, extra, ("role",))
-    role = check_role(_ROLE_ALIASES.get(msg["role"], msg["role"]), join(path, "role"))
+    aliases = {**_ROLE_ALIASES, **dict(m.roles)}
+    role = check_role(aliases.get(msg["role"], msg["role"]), join(path, "role"))
     calls_path = join(path, "tool_calls")
     calls = [
         _tool_call(c, join(calls_path, j), extra) for j, c in enumerate(msg.get("tool_calls") or [])
@@ -304,7 +337,7 @@ def _leftovers(obj: dict[str, Any], known: frozenset[str], prefix: str = "") -> 
 def _record(t: Trajectory, m: OpenAIMapping) -> dict[str, Any]:
     record: dict[str, Any] = {}
     set_path(record, m.id, t.trajectory_id)
-    set_path(record, m.messages, [_message(s) for s in t.steps])
+    set_path(record, m.messages, [_message(s, m) for s in t.steps])
     values = field_values(t)
     for name, path in m.field_paths().items():
         if name in values:
@@ -316,12 +349,13 @@ def _record(t: Trajectory, m: OpenAIMapping) -> dict[str, Any]:
     return record
 
 
-def _message(step: Step) -> dict[str, Any]:
+def _message(step: Step, m: OpenAIMapping) -> dict[str, Any]:
     optional = {key: getattr(step, attr) for attr, key in _MESSAGE_FIELDS.items()}
     optional["tool_calls"] = [_call(c) for c in step.tool_calls] or None
+    their_role = {ours: theirs for theirs, ours in m.roles}.get(step.role, step.role)
     return {
-        "role": step.role,
-        "content": step.content,
+        m.message_role: their_role,
+        m.message_content: step.content,
         **{k: v for k, v in optional.items() if v is not None},
     }
 

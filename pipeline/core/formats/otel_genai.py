@@ -47,7 +47,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import IO, Any
 
 from pipeline.core.formats.checks import MISSING, check, check_role, join, parse_arguments, require_id, required
 from pipeline.core.formats.fields import At, assemble, field_values
@@ -120,7 +120,7 @@ class _Span:
         return None if self.start is None or self.end is None else (self.end - self.start) / 1e6
 
 
-def parse(data: bytes, src: Source) -> Iterator[Record]:
+def parse(data: bytes | IO[bytes], src: Source) -> Iterator[Record]:
     traces: dict[str, list[_RawSpan]] = {}
     for number, line in iter_lines(data):
         if is_blank(line):

@@ -46,7 +46,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple
 
 from pipeline.core.formats.checks import MISSING, leading_system_prompt, parse_arguments, require_id
 from pipeline.core.formats.fields import FIELD_KINDS, At, assemble, field_values
@@ -87,7 +87,7 @@ class _Turn(NamedTuple):
     line: int
 
 
-def parse(data: bytes, src: Source) -> Iterator[Record]:
+def parse(data: bytes | IO[bytes], src: Source) -> Iterator[Record]:
     for chunk in _chunks(data, src.max_record_bytes):
         raw = b"\n".join(line for _, line in chunk.lines)
         yield parse_record(src, chunk.line, raw, _trajectory, chunk, src)
@@ -100,7 +100,7 @@ def export(trajectories: Iterable[Trajectory]) -> bytes:
 # --- parse ------------------------------------------------------------------------------------
 
 
-def _chunks(data: bytes, max_bytes: int) -> Iterator[_Chunk]:
+def _chunks(data: bytes | IO[bytes], max_bytes: int) -> Iterator[_Chunk]:
     chunk: _Chunk | None = None
     for number, raw in iter_lines(data):
         if raw.startswith(_SEPARATOR):

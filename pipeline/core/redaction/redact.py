@@ -38,7 +38,7 @@ from pipeline.core.redaction.surrogates import SurrogateMap
 REDACTED_COLUMNS: dict[str, dict[str, bool | None]] = {
     "trajectories": {"goal": None, "system_prompt": None, "request_params": True, "task_spec": True,
                      "extra": True},
-    "steps": {"content": None, "reasoning": None, "error": None},
+    "steps": {"content": None, "reasoning": None, "error": None, "raw_text": None},
     "tool_calls": {"arguments": True},
     "feedback": {"value": True, "comment": None, "corrected_output": None},
     # Quarantined records are raw excerpts of what could not be parsed: they carry PII too.
