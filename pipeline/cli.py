@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from pipeline.benchmarks.train import ARMS
+from pipeline.core.export_formats import FORMATS as EXPORT_FORMATS
 from pipeline.orchestration.in_process import JobFailed, run_main_job
 from pipeline.settings import get_settings
 from pipeline.shell.local_stack import (
@@ -307,6 +308,102 @@ def trace(model: str, trajectory_id: str | None, as_json: bool) -> None:
     except Exception as error:  # noqa: BLE001 - one line for the operator, whatever broke
         raise StackError(f"cannot trace {model}: {type(error).__name__}: {error}") from error
     click.echo(json.dumps(result, indent=2) if as_json else format_trace(result))
+
+
+@main.group()
+def sources() -> None:
+    """The source registry (sources.yaml, FLYWHEEL_SOURCES): declared log sources."""
+
+
+def _registry() -> Any:
+    from pipeline.core.sources import RegistryError
+    from pipeline.shell.sources import load_registry
+
+    try:
+        return load_registry(get_settings().sources_file)
+    except RegistryError as error:
+        raise StackError(str(error)) from None
+
+
+@sources.command("list")
+@_one_line_errors
+def sources_list() -> None:
+    """Each declared source: its files, format and what it fills in."""
+    registry = _registry()
+    click.echo(f"registry: {registry.path}")
+    for s in registry.sources:
+        consent = f"{'may train' if s.consent.may_train else 'no training'} ({s.consent.scope})"
+        click.echo(f"{s.name}: {', '.join(s.match)}  format {s.format}, container {s.container}, "
+                   f"compression {s.compression}; {len(s.tools)} catalog tools; consent {consent}")
+
+
+@sources.command("check")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--source", "source_name", default=None,
+              help="Read the files as this source (default: found by each file's folder and name).")
+@_one_line_errors
+def sources_check(files: tuple[Path, ...], source_name: str | None) -> None:
+    """Dry run: what ingestion would make of FILES (format, records parsed and quarantined
+    with reasons, tool calls, outcomes, one canonical record). Writes nothing."""
+    from pipeline.shell.sources import check_file, render_check
+
+    registry = _registry()
+    if source_name is not None:
+        try:
+            registry.get(source_name)
+        except KeyError as error:
+            raise StackError(error.args[0]) from None
+    for path in files:
+        click.echo(render_check(check_file(path, registry, source_name)))
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(path_type=Path, exists=True))
+@click.option("--source", "source_name", required=True, help="A source declared in the registry.")
+@click.option("--day", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="The landing day (partition) [default: today, UTC].")
+@_one_line_errors
+def import_logs(path: Path, source_name: str, day: Any) -> None:
+    """Put PATH (a file, or a folder's files) into the landing area for DAY, under the
+    source's folder, where the next run of that day ingests them."""
+    from datetime import UTC, datetime
+
+    from pipeline.shell.landing import LandingConflict, import_files
+
+    try:
+        _registry().get(source_name)
+    except KeyError as error:
+        raise StackError(error.args[0]) from None
+    partition = (day or datetime.now(UTC)).strftime("%Y-%m-%d")
+    try:
+        placed = import_files(path, get_settings().landing_dir / partition / source_name)
+    except LandingConflict as error:
+        raise StackError(str(error)) from None
+    copied = sum(1 for p in placed if p.copied)
+    click.echo(f"{len(placed)} files for source {source_name} in landing day {partition} "
+               f"({copied} copied, {len(placed) - copied} already there): "
+               f"{get_settings().landing_dir / partition / source_name}")
+
+
+@main.command("export")
+@click.option("--release", "tag", required=True, help="A published dataset release tag.")
+@click.option("--format", "fmt", required=True, type=click.Choice(list(EXPORT_FORMATS)))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder [default: exports/<release>/<format> in the state directory].")
+@_one_line_errors
+def export_release_cmd(tag: str, fmt: str, out_dir: Path | None) -> None:
+    """Write a release's data (read by its commit id) for training elsewhere, with its data card."""
+    from pipeline.orchestration.resources import LakeFSResource
+    from pipeline.shell.export import export_release
+
+    settings = get_settings()
+    repo = LakeFSResource(endpoint=settings.lakefs_endpoint).repository(settings.datasets_repo)
+    target = out_dir or settings.state_dir / "exports" / tag / fmt
+    try:
+        manifest = export_release(repo, tag, fmt, target)
+    except (LookupError, ValueError) as error:
+        raise StackError(str(error)) from None
+    click.echo(f"{manifest}\nwritten to {target}")
 
 
 @main.group()
