@@ -22,8 +22,17 @@ Beside them: the release's data card (`data_card.json`, `DATA_CARD.md`, byte for
 written last, so a directory with a manifest holds a complete export. A directory may hold
 several formats of one release, never two releases.
 
-Not carried over: the balancing weight of sft_examples and kto_examples (neither TRL nor
-OpenAI has a per-example weight; it stays in the release's Parquet files).
+Worth knowing when training elsewhere:
+- The JSONL round-trips exactly through `datasets.load_dataset("json", ...)` from datasets
+  4.7 on (objects of varying keys, such as tool-call arguments, load as its Json type);
+  older versions merge every call's arguments into one struct and add null keys.
+- An eval row is one decision point: the conversation before it and the reference turn (its
+  first tool call, or its final answer). Given with a `messages` train set, TRL's SFTTrainer
+  scores every assistant turn of an eval row (it takes `completion_only_loss` from the train
+  set), the earlier reference turns included; the OpenAI validation file gives those turns
+  weight 0, so only the decision point counts.
+- Not carried over: the balancing weight of sft_examples and kto_examples (neither TRL nor
+  OpenAI has a per-example weight; it stays in the release's Parquet files).
 """
 
 from __future__ import annotations
@@ -84,7 +93,10 @@ def resolve_release(repo: Any, release: str) -> tuple[str, dict[str, str]]:
     try:
         commit = repo.ref(release).get_commit()
     except NotFoundException:
-        tags = sorted(t.id for t in repo.tags(prefix=TAG_PREFIX))
+        try:
+            tags = sorted(t.id for t in repo.tags(prefix=TAG_PREFIX))
+        except NotFoundException:
+            raise UnknownRelease(f"no lakeFS repository {repo.id!r} (looking for release {release!r})") from None
         known = ", ".join(tags[-5:]) if tags else "none yet"
         raise UnknownRelease(f"no dataset release {release!r} in lakeFS repository {repo.id!r} "
                              f"(latest release tags: {known})") from None
