@@ -2,7 +2,8 @@
 
 lakeFS (`lakefs_store`, `release` and its pre-merge hook in `lakefs_hooks/`), the DuckDB
 warehouse (`warehouse`, and `marts`: the marts as validated and released), ingestion
-(`ingest`: files to rows in worker processes), validation (`validation`, `gx_expectations`),
+(`ingest`: files to rows in worker processes; `sources`: the registry file and `sources
+check`; `landing`: `flywheel import`), `export` (a release in other trainers' formats), validation (`validation`, `gx_expectations`),
 MLflow (`mlflow_lakefs`, `model_registry`), the release's `datacard`, `audit` (trace and forget), the local
 stack of services under the state directory (`local_stack`) and the `failpoints` that
 fault tests trigger.
