@@ -32,7 +32,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 DBT = str(Path(sys.executable).with_name("dbt")) if Path(sys.executable).with_name("dbt").exists() else "dbt"
 RAW_COMMIT = "c0ffee"
-TABLES = ("trajectories", "steps", "tool_calls", "feedback")
+RECORD_TABLES = ("trajectories", "steps", "tool_calls", "feedback")  # keyed by record_key
+TABLES = (*RECORD_TABLES, "tool_sets")
 ROLES = {"system", "user", "assistant", "tool"}
 PLANTED = {
     "unanswered": "planted://unanswered#1",
@@ -73,7 +74,7 @@ def _dbt(args: list[str], project: Path, db: Path) -> subprocess.CompletedProces
 
 def _copy_record(con: duckdb.DuckDBPyConnection, source: str, key: str) -> None:
     """A copy of one record in every redacted table, under a new record key and trajectory id."""
-    for table in TABLES:
+    for table in RECORD_TABLES:
         con.execute(
             f"insert into redacted.{table} select * replace (? as record_key, ? as trajectory_id) "
             f"from redacted.{table} where record_key = ?",
