@@ -42,6 +42,12 @@ def _committed(lakefs_server, unique_name, files):
     return repo, commit_partition_files(repo, "2026-11-20", files, run_id="run-verify")
 
 
+def _digests(files):
+    from pipeline.shell.lakefs_store import FileDigest
+
+    return {name: FileDigest.of(data) for name, data in files.items()}
+
+
 def test_verify_commit_accepts_exactly_the_uploaded_bytes(lakefs_server, unique_name):
     """Ingestion parses the bytes it uploaded, not a download of the commit: this check is
     what ties the two together (lakeFS's MD5 of each stored object against the bytes here)."""
@@ -49,17 +55,17 @@ def test_verify_commit_accepts_exactly_the_uploaded_bytes(lakefs_server, unique_
 
     files = {"a.jsonl": b'{"v": 1}\n', "b.txt": b"Thought: x\n" * 1000}
     repo, raw = _committed(lakefs_server, unique_name, files)
-    verify_commit(repo, raw, files)
+    verify_commit(repo, raw, _digests(files))
 
     with pytest.raises(CommitMismatch, match=r"a\.jsonl: checksum"):
-        verify_commit(repo, raw, {**files, "a.jsonl": b'{"v": 2}\n'})  # same size, other bytes
+        verify_commit(repo, raw, _digests({**files, "a.jsonl": b'{"v": 2}\n'}))  # same size, other bytes
     with pytest.raises(CommitMismatch, match=r"a\.jsonl: 9 bytes in the commit, 10 uploaded"):
-        verify_commit(repo, raw, {**files, "a.jsonl": b'{"v": 10}\n'})
+        verify_commit(repo, raw, _digests({**files, "a.jsonl": b'{"v": 10}\n'}))
     with pytest.raises(CommitMismatch, match=r"b\.txt: not uploaded"):
-        verify_commit(repo, raw, {"a.jsonl": files["a.jsonl"]})
+        verify_commit(repo, raw, _digests({"a.jsonl": files["a.jsonl"]}))
     raw_with_c = type(raw)(**{**raw.__dict__, "paths": {**raw.paths, "c.jsonl": raw.prefix + "c.jsonl"}})
     with pytest.raises(CommitMismatch, match=r"c\.jsonl: not in the commit"):
-        verify_commit(repo, raw_with_c, {**files, "c.jsonl": b"{}\n"})
+        verify_commit(repo, raw_with_c, _digests({**files, "c.jsonl": b"{}\n"}))
 
 
 def test_verify_commit_reads_back_what_has_no_md5(lakefs_server, unique_name, monkeypatch):
@@ -87,6 +93,6 @@ def test_verify_commit_reads_back_what_has_no_md5(lakefs_server, unique_name, mo
             return getattr(self._ref, name)
 
     monkeypatch.setattr(repo, "ref", lambda commit_id: Ref(real_ref(commit_id)))
-    lakefs_store.verify_commit(repo, raw, files)
+    lakefs_store.verify_commit(repo, raw, _digests(files))
     with pytest.raises(lakefs_store.CommitMismatch, match="bytes in the commit differ"):
-        lakefs_store.verify_commit(repo, raw, {"a.jsonl": b'{"v": 2}\n'})
+        lakefs_store.verify_commit(repo, raw, _digests({"a.jsonl": b'{"v": 2}\n'}))
