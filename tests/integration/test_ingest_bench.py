@@ -14,4 +14,7 @@ def test_ingest_bench_arms_read_the_same_files_and_account_for_every_record():
     assert len(result["share_per_round"]) == 2
     for arm in (ours, duck, loads):  # the median of two rounds is the faster one
         assert len(arm["seconds_all"]) == 2 and arm["seconds"] == min(arm["seconds_all"])
+    # tool schemas are stored once per distinct set: less than (or, with one trajectory per
+    # set, equal to) a copy per row
+    assert 0 < ours["tool_sets_mb"] <= ours["tools_one_copy_per_row_mb"]
     assert "raw_agent_logs reaches" in format_ingest_bench(result)
