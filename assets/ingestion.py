@@ -16,11 +16,11 @@ from pipeline.shell.ingest import (
     SourceFile,
     bind_commit,
     file_workers,
-    landing_files,
     merge_columnar,
     parse_files_columnar,
 )
 from pipeline.shell.lakefs_store import commit_partition_files, partition_prefix, verify_commit
+from pipeline.shell.landing import landing_files
 from pipeline.shell.sources import load_registry
 from pipeline.shell.warehouse import replace_partition
 

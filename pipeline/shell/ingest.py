@@ -72,15 +72,6 @@ class SourceFile:
         return self.path.open("rb") if self.path is not None else io.BytesIO(self.data)
 
 
-def landing_files(day: Path) -> dict[str, Path]:
-    """A landing day's files by their path within it ("tau/results.json"), sorted; hidden
-    files and folders (editors' and uploaders' temporaries) are not logs."""
-    if not day.is_dir():
-        return {}
-    found = {p.relative_to(day).as_posix(): p for p in day.rglob("*") if p.is_file()}
-    return {name: found[name] for name in sorted(found) if not any(part.startswith(".") for part in name.split("/"))}
-
-
 @dataclass(frozen=True)
 class IngestRules:
     """Which source each file belongs to (the registry, pipeline.core.sources), and the run

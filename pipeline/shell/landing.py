@@ -1,4 +1,5 @@
-"""The landing area: files put there for a day's ingestion (`flywheel import`)."""
+"""The landing area: a day's files as ingestion reads them, and files put there for a day's
+ingestion (`flywheel import`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,15 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def landing_files(day: Path) -> dict[str, Path]:
+    """A landing day's files by their path within it ("tau/results.json"), sorted; hidden
+    files and folders (editors' and uploaders' temporaries) are not logs."""
+    if not day.is_dir():
+        return {}
+    found = {p.relative_to(day).as_posix(): p for p in day.rglob("*") if p.is_file()}
+    return {name: found[name] for name in sorted(found) if not any(part.startswith(".") for part in name.split("/"))}
 
 
 class LandingConflict(RuntimeError):
