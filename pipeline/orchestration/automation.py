@@ -23,6 +23,7 @@ import dagster as dg
 
 from pipeline.orchestration.partitions import daily_partitions
 from pipeline.settings import get_settings
+from pipeline.shell.landing import landing_files
 
 # Transient lakeFS/MLflow hiccups (restarts, timeouts) clear within seconds to a minute.
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
@@ -33,14 +34,16 @@ AFTER_BLOCKING_CHECKS = (
 
 
 def landing_fingerprints(landing_dir: Path) -> dict[str, str]:
-    """Per day folder, a digest of its files' names, sizes and mtimes."""
+    """Per day folder, a digest of its landing files' paths, sizes and mtimes: the files
+    ingestion reads (`landing_files`: sources' folders included, hidden files such as an
+    import in progress not)."""
     if not landing_dir.is_dir():
         return {}
     prints = {}
     for day in sorted(p for p in landing_dir.iterdir() if p.is_dir()):
         if not daily_partitions.has_partition_key(day.name):
             continue
-        files = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in day.iterdir() if f.is_file())
+        files = [(name, f.stat().st_size, f.stat().st_mtime_ns) for name, f in landing_files(day).items()]
         if files:
             prints[day.name] = hashlib.sha256(json.dumps(files).encode()).hexdigest()[:16]
     return prints

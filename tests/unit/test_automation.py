@@ -19,6 +19,12 @@ def test_fingerprints_change_only_with_the_files(tmp_path):
     assert changed_days(first, landing_fingerprints(tmp_path)) == []
     (day / "b.jsonl").write_text("{}\n")
     assert changed_days(first, landing_fingerprints(tmp_path)) == ["2026-11-20"]
+    second = landing_fingerprints(tmp_path)
+    (day / "tau_retail").mkdir()  # `flywheel import` copies under a hidden name, then renames
+    (day / "tau_retail" / ".results.json.importing").write_text("[")
+    assert changed_days(second, landing_fingerprints(tmp_path)) == []
+    (day / "tau_retail" / ".results.json.importing").rename(day / "tau_retail" / "results.json")
+    assert changed_days(second, landing_fingerprints(tmp_path)) == ["2026-11-20"]
 
 
 def test_sensor_requests_each_new_day_once(tmp_path, monkeypatch):
