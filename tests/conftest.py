@@ -75,6 +75,16 @@ def lakefs_server() -> Iterator[LakeFSServer]:
         stop_process_group(proc.pid)
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL (Debian's packages) on a free loopback port, in a temp dir, with one
+    database per service the production profile puts on it."""
+    from pipeline.shell.postgres import throwaway_postgres
+
+    with throwaway_postgres(free_port(), ["warehouse", "dagster", "mlflow", "lakefs"]) as server:
+        yield server
+
+
 @pytest.fixture()
 def unique_name(request) -> str:
     """A lakeFS-safe repository name unique to the test."""
