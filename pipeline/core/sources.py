@@ -206,17 +206,17 @@ class SourceSpec:
         elif self.id_rule is not None and self.id_rule.template is not None:
             _put(obj, id_path, _fill(self.id_rule.template, obj))
         else:
-            value = _get(obj, id_path)
+            value = get_path(obj, id_path)
             if value is MISSING and key is not None:  # a JSON object's records are keyed by id
                 _put(obj, id_path, key)
             elif type(value) is int:  # an integer id is still an id
                 _put(obj, id_path, str(value))
         for name, kind in self.coerce.items():
             path = paths.get(name)
-            value = _get(obj, path) if path else MISSING
+            value = get_path(obj, path) if path else MISSING
             if value is not MISSING and value is not None:
                 _put(obj, path, _coerce(value, kind, path))
-        if self.consent is not None and _get(obj, paths["consent"]) in (MISSING, None):
+        if self.consent is not None and get_path(obj, paths["consent"]) in (MISSING, None):
             _put(obj, paths["consent"], {"may_train": self.consent.may_train, "scope": self.consent.scope})
         return obj
 
@@ -248,10 +248,6 @@ def _outcome(t: Trajectory, rule: OutcomeRule) -> Any:
     if success is None and rule.success_threshold is not None:
         success = outcome.reward >= rule.success_threshold
     return replace(outcome, success=success, verified_by=outcome.verified_by or rule.verified_by)
-
-
-def _get(obj: Any, path: str) -> Any:
-    return get_path(obj, path)
 
 
 def _put(obj: dict[str, Any], path: str, value: Any) -> None:

@@ -46,6 +46,7 @@ def load_registry(path: Path) -> SourceRegistry:
 # --- `flywheel sources check`: a dry run over files, writing nothing --------------------------
 
 SHOWN_PER_REASON = 3
+EXCERPT_SHOWN = 100  # characters of a quarantined record's start, whitespace folded
 
 
 @dataclass
@@ -117,7 +118,10 @@ def render_check(check: FileCheck) -> str:
     ]
     for reason, n in check.quarantined_counts.most_common():
         lines.append(f"    {reason}: {n}")
-        lines += [f"      #{q.line}: {q.detail}" for q in check.quarantined[reason]]
+        for q in check.quarantined[reason]:
+            lines.append(f"      #{q.line}: {q.detail}")
+            if q.raw_excerpt:
+                lines.append(f"        | {' '.join(q.raw_excerpt.split())[:EXCERPT_SHOWN]}")
     outcomes = ", ".join(f"{k} {v}" for k, v in sorted(check.outcomes.items())) or "-"
     lines += [
         f"  tool calls: {check.tool_calls}   tool results: {check.tool_results}   "

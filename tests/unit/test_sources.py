@@ -175,6 +175,7 @@ def test_sources_check_prints_what_ingestion_would_make_of_a_file(logs, monkeypa
     assert "source: ops_agent   format: openai_chat   container: json_object   compression: zstd" in out.output
     assert f"records: {truth.records}   parsed: {truth.trajectories}   quarantined: 2" in out.output
     assert "missing_required_field: 1" in out.output and "#100: " in out.output
+    assert "        | {" in out.output  # the start of each quarantined record
     assert f"tool calls: {truth.tool_calls}" in out.output
     assert '"trajectory_id": "run-0001"' in out.output  # the canonical first record
 
