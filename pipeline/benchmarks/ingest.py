@@ -69,17 +69,17 @@ def arm_raw_agent_logs(landing_day: Path, endpoint: str, db: Path) -> dict[str, 
             **_tool_set_bytes(db)}
 
 
-def _tool_set_bytes(db: Path) -> dict[str, float]:
+def _tool_set_bytes(db: Path) -> dict[str, int]:
     """The tool schemas' JSON as stored (each distinct set once per day) against what one
     copy per trajectory row, the earlier layout, would hold: the same rows, counted both ways."""
     import duckdb
 
     with duckdb.connect(str(db), read_only=True) as con:
         [(once, repeated)] = con.execute(
-            "select (select sum(octet_length(tools)) from raw.tool_sets), sum(octet_length(s.tools)) "
+            "select (select sum(strlen(tools::varchar)) from raw.tool_sets), sum(strlen(s.tools::varchar)) "
             "from raw.trajectories t join raw.tool_sets s using (partition_date, tool_set_id)"
         ).fetchall()
-    return {"tool_sets_mb": round((once or 0) / 1e6, 2), "tools_one_copy_per_row_mb": round((repeated or 0) / 1e6, 2)}
+    return {"tool_sets_bytes": int(once or 0), "tools_one_copy_per_row_bytes": int(repeated or 0)}
 
 
 def arm_duckdb_read_json(landing_day: Path) -> dict[str, Any]:
@@ -186,8 +186,8 @@ def format_ingest_bench(result: dict[str, Any]) -> str:
     lines.append(f"raw_agent_logs reaches {result['ours_share_of_duckdb_mb_per_second']:.0%} of DuckDB read_json's "
                  f"MB/s (target: 60%; round by round: {per_round}); it read {ours['records']} records, "
                  f"quarantined {ours['quarantined']}, ingested {ours['trajectories']} trajectories")
-    lines.append(f"tool schemas stored: {ours['tool_sets_mb']} MB as distinct tool sets, where one copy per "
-                 f"trajectory row would be {ours['tools_one_copy_per_row_mb']} MB")
+    lines.append(f"tool schemas stored: {ours['tool_sets_bytes'] / 1e6:.2f} MB as distinct tool sets, where one "
+                 f"copy per trajectory row would be {ours['tools_one_copy_per_row_bytes'] / 1e6:.2f} MB")
     return "\n".join(lines)
 
 

@@ -16,5 +16,5 @@ def test_ingest_bench_arms_read_the_same_files_and_account_for_every_record():
         assert len(arm["seconds_all"]) == 2 and arm["seconds"] == min(arm["seconds_all"])
     # tool schemas are stored once per distinct set: less than (or, with one trajectory per
     # set, equal to) a copy per row
-    assert 0 < ours["tool_sets_mb"] <= ours["tools_one_copy_per_row_mb"]
+    assert 0 < ours["tool_sets_bytes"] <= ours["tools_one_copy_per_row_bytes"]
     assert "raw_agent_logs reaches" in format_ingest_bench(result)
