@@ -26,6 +26,13 @@ from pipeline.shell.warehouse import issued_surrogates
 from pipeline.version import code_version
 
 
+def _judge_agreement(con) -> list[dict]:
+    """intermediate.int_judge_agreement's rows (the judge's kappa against verified outcomes)."""
+    cursor = con.execute("SELECT * FROM intermediate.int_judge_agreement ORDER BY judge_model, rubric_version")
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
 def _provenance(con) -> tuple[list[str], list[str]]:
     """Raw-log commits and partitions behind the curated records."""
     rows = con.execute(
@@ -58,6 +65,7 @@ def dataset_release(
         frames = {name: load_mart(con, name) for name in MART_KEYS}
         raw_commits, partitions = _provenance(con)
         issued = IssuedSurrogates(issued_surrogates(con))
+        judge_agreement = _judge_agreement(con)
     files = {f"{name}.parquet": parquet_bytes(frame) for name, frame in frames.items()}
 
     # Audit what will be published: the suites run on the Parquet bytes read back.
@@ -82,6 +90,7 @@ def dataset_release(
         code_version=code_version(),
         dbt_manifest_digest=manifest_digest,
         content_digests={n: hashlib.sha256(d).hexdigest() for n, d in files.items()},
+        judge_agreement=judge_agreement,
     )
     files["data_card.json"] = card_json(card)
     files["DATA_CARD.md"] = card_markdown(card)

@@ -23,6 +23,7 @@ def build_card(
     code_version: str,
     dbt_manifest_digest: str,
     content_digests: Mapping[str, str],
+    judge_agreement: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     return {
         "card_version": 1,
@@ -38,6 +39,9 @@ def build_card(
             "dbt_manifest_digest": dbt_manifest_digest,
         },
         "content_digests": dict(sorted(content_digests.items())),
+        # per judge model and rubric: its agreement with verified outcomes (Cohen's kappa,
+        # confusion matrix); empty when no judge labelled anything
+        "judge_agreement": list(judge_agreement),
     }
 
 
@@ -67,6 +71,12 @@ def card_markdown(card: Mapping[str, Any]) -> bytes:
         "",
         "## Coverage (task type × outcome × split)",
         *_table(card["coverage"], list(card["coverage"][0].keys()) if card["coverage"] else ["none"]),
+        "",
+        "## Judge agreement with verified outcomes",
+        *(_table(card["judge_agreement"], ["judge_model", "rubric_version", "n_compared", "n_unreadable",
+                                           "both_pass", "judge_pass_verified_fail", "judge_fail_verified_pass",
+                                           "both_fail", "cohen_kappa"])
+          if card.get("judge_agreement") else ["No judge labels in this release."]),
         "",
         "## Validation",
         *_table(

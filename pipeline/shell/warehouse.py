@@ -22,6 +22,7 @@ from pipeline.shell.failpoints import failpoint
 RAW_SCHEMA = "raw"
 REDACTED_SCHEMA = "redacted"
 GOVERNANCE_SCHEMA = "governance"
+LABELS_SCHEMA = "labels"
 
 _KEY = "partition_date VARCHAR NOT NULL, record_key VARCHAR NOT NULL, trajectory_id VARCHAR"
 
@@ -60,9 +61,17 @@ SURROGATES_TABLE = {
     "surrogates": "partition_date VARCHAR NOT NULL, record_key VARCHAR NOT NULL, entity_type VARCHAR NOT NULL, "
                   "surrogate VARCHAR NOT NULL",
 }
+# Labels from a judge model (pipeline/core/judge.py) for records nothing verified, one row per
+# record it scored: the verdict (NULL where its reply could not be read), the model and rubric.
+LABEL_TABLES = {
+    "judge_labels": "partition_date VARCHAR NOT NULL, record_key VARCHAR NOT NULL, judge_model VARCHAR NOT NULL, "
+                    "rubric_version VARCHAR NOT NULL, goal_achieved BOOLEAN, policy_followed BOOLEAN, "
+                    "tool_use_correct BOOLEAN, passed BOOLEAN, reply VARCHAR",
+}
 SCHEMAS: dict[str, dict[str, str]] = {
     RAW_SCHEMA: {**RAW_TABLES, **QUARANTINE_TABLE},
     REDACTED_SCHEMA: {**RAW_TABLES, **SURROGATES_TABLE},
+    LABELS_SCHEMA: LABEL_TABLES,
 }
 
 
@@ -92,9 +101,12 @@ def to_arrow(rows: Rows | pa.Table, table: str, schema: str = RAW_SCHEMA) -> pa.
 
 
 def ensure_tables(con: Any, schema: str = RAW_SCHEMA) -> None:
-    con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    for table, columns in SCHEMAS[schema].items():
-        con.execute(f"CREATE TABLE IF NOT EXISTS {schema}.{table} ({columns})")
+    """`schema`'s tables, and the governance and label tables curation reads (they exist
+    even before anyone writes to them)."""
+    for name in dict.fromkeys([schema, LABELS_SCHEMA]):
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
+        for table, columns in SCHEMAS[name].items():
+            con.execute(f"CREATE TABLE IF NOT EXISTS {name}.{table} ({columns})")
     ensure_governance(con)
 
 

@@ -1,9 +1,11 @@
 -- One quality label per trajectory record, from the first tier that has a signal:
 --   1. verified outcome  (success checked by the environment, a test or a human reviewer)
 --   2. human feedback    (rating, thumbs, correction)
---   3. implicit signals  (abandonment, escalation, implicit or judge votes, an unverified success flag)
+--   3. judge             (a judge model's rubric verdict, labels.judge_labels; its model and rubric kept)
+--   4. implicit signals  (abandonment, escalation, implicit or judge votes in the logs, an unverified success flag)
 -- The deciding tier gives the label and a base confidence; every lower tier that contradicts
--- it costs `label_conflict_penalty`. Signals that contradict each other inside the deciding
+-- it costs `label_conflict_penalty`, except the judge's: a model's opinion never weakens a
+-- verified or human label (its disagreement is measured in int_judge_agreement instead). Signals that contradict each other inside the deciding
 -- tier, or a confidence below `label_min_confidence`, give `unknown` with the reason.
 {% set good_min = var('rating_good_min') %}
 {% set bad_max = var('rating_bad_max') %}
@@ -18,6 +20,17 @@ feedback as (
 
 structure as (
     select * from {{ ref('int_trajectory_structure') }}
+),
+
+-- a judge's readable verdicts (an unreadable reply is no signal)
+judge as (
+    select
+        record_key,
+        judge_model,
+        rubric_version as judge_rubric_version,
+        case when passed then 'positive' else 'negative' end as judge_polarity
+    from {{ source('labels', 'judge_labels') }}
+    where passed is not null
 ),
 
 -- each feedback row as a vote: +1 positive, -1 negative, NULL neutral; and its tier
@@ -76,9 +89,13 @@ tier_polarity as (
             + case when not t.success and t.verified_by is null then 1 else 0 end as implicit_negative,
         coalesce(f.has_correction, false) as has_correction,
         f.corrected_output,
-        f.human_rating
+        f.human_rating,
+        j.judge_polarity,
+        j.judge_model,
+        j.judge_rubric_version
     from trajectories as t
     left join feedback_per_record as f using (record_key)
+    left join judge as j using (record_key)
 ),
 
 tiers as (
@@ -98,9 +115,10 @@ decided as (
         case
             when verified_polarity is not null then 'verified_outcome'
             when human_polarity is not null then 'human'
+            when judge_polarity is not null then 'judge'
             when implicit_polarity is not null then 'implicit'
         end as deciding_tier,
-        coalesce(verified_polarity, human_polarity, implicit_polarity) as deciding_polarity
+        coalesce(verified_polarity, human_polarity, judge_polarity, implicit_polarity) as deciding_polarity
     from tiers
 ),
 
@@ -111,12 +129,13 @@ with_contradictions as (
         list_filter([
             case when deciding_tier = 'verified_outcome' and human_polarity is not null
                 and human_polarity <> deciding_polarity then 'human' end,
-            case when deciding_tier in ('verified_outcome', 'human') and implicit_polarity is not null
+            case when deciding_tier in ('verified_outcome', 'human', 'judge') and implicit_polarity is not null
                 and implicit_polarity <> deciding_polarity then 'implicit' end
         ], lambda x: x is not null) as contradicted_by,
         case deciding_tier
             when 'verified_outcome' then {{ var('label_confidence_verified') }}
             when 'human' then {{ var('label_confidence_human') }}
+            when 'judge' then {{ var('label_confidence_judge') }}
             when 'implicit' then {{ var('label_confidence_implicit') }}
         end as base_confidence
     from decided
@@ -167,6 +186,9 @@ select
     l.verified_polarity,
     l.human_polarity,
     l.implicit_polarity,
+    l.judge_polarity,
+    l.judge_model,
+    l.judge_rubric_version,
     l.human_rating,
     l.has_correction,
     l.corrected_output,
