@@ -23,7 +23,8 @@ import click
 from pipeline.benchmarks.train import ARMS
 from pipeline.core.export_formats import FORMATS as EXPORT_FORMATS
 from pipeline.orchestration.in_process import JobFailed, run_main_job
-from pipeline.settings import get_settings
+from pipeline.settings import PROFILES, Settings, get_settings
+from pipeline.shell import production
 from pipeline.shell.local_stack import (
     StackError,
     ensure_lakefs_binary,
@@ -40,7 +41,7 @@ def _one_line_errors(func: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (StackError, ConnectionError, JobFailed) as error:
+        except (StackError, ConnectionError, JobFailed, production.ProductionError) as error:
             if os.environ.get("FLYWHEEL_DEBUG"):
                 raise
             click.echo(f"flywheel: {error}", err=True)
@@ -141,16 +142,55 @@ def _dbt_parse() -> None:
     click.echo(f"dbt manifest: {DBT_PROJECT_DIR / 'target' / 'manifest.json'}")
 
 
+def _profile_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--profile", type=click.Choice(PROFILES), default=None,
+        help="local (sqlite, a local KV) or production (PostgreSQL for Dagster, MLflow and lakeFS); "
+        "default: FLYWHEEL_PROFILE, else local.",
+    )(func)
+
+
+def _settings_for(profile: str | None) -> Settings:
+    """The settings of `profile` (else FLYWHEEL_PROFILE's); the services this process starts
+    inherit the choice through the environment."""
+    if profile is not None and os.environ.get("FLYWHEEL_PROFILE") != profile:
+        os.environ["FLYWHEEL_PROFILE"] = profile
+        get_settings.cache_clear()
+    try:
+        settings = get_settings()
+    except ValueError as error:  # a bad FLYWHEEL_PROFILE (or other setting): one line
+        raise StackError(str(error)) from None
+    click.echo(f"profile: {settings.profile}")
+    return settings
+
+
+def _warehouse_line(settings: Settings) -> str:
+    line = f"warehouse: dbt target {settings.dbt_target}"
+    if settings.dbt_target == "duckdb":
+        line += f" at {settings.duckdb_path}"
+    if settings.production:
+        # Not PostgreSQL yet: the curation SQL is DuckDB's dialect (portable SQL is other work).
+        line += " (the production profile keeps dbt on DuckDB for now)"
+    return line
+
+
 @main.command()
 @click.option("--only", type=click.Choice(["lakefs", "mlflow", "dagster"]), multiple=True,
-              help="Start only these services (default: all).")
+              help="Start only these services (default: all; dagster includes dagster-daemon in production). "
+              "The production profile's PostgreSQL starts whatever is chosen.")
+@_profile_option
 @_one_line_errors
-def up(only: tuple[str, ...]) -> None:
-    """Start lakeFS, MLflow and Dagster under the state directory."""
+def up(only: tuple[str, ...], profile: str | None) -> None:
+    """Start lakeFS, MLflow and Dagster under the state directory (in the production
+    profile: on PostgreSQL, a local one started first unless FLYWHEEL_POSTGRES_HOST names one)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    settings = get_settings()
-    chosen = [service for service in services(settings) if not only or service.name in only]
+    settings = _settings_for(profile)
+    if settings.production:
+        click.echo(production.start_local_postgres(settings))
+        click.echo(production.ensure_databases(settings))
+    chosen = [service for service in services(settings)
+              if not only or any(service.name == o or service.name.startswith(f"{o}-") for o in only)]
     # side by side: none needs another to start, and MLflow's first schema migration and
     # Dagster's code load take most of a minute each
     with ThreadPoolExecutor(max(len(chosen), 1)) as pool:
@@ -174,24 +214,34 @@ def _ensure_repositories() -> None:
 
 
 @main.command()
+@_profile_option
 @_one_line_errors
-def down() -> None:
-    """Stop every service of the local stack (data stays under the state directory)."""
-    settings = get_settings()
+def down(profile: str | None) -> None:
+    """Stop every service of the profile's stack (data stays under the state directory),
+    and the production profile's local PostgreSQL (a managed one is left alone)."""
+    settings = _settings_for(profile)
     for service in reversed(services(settings)):
         click.echo(stop_service(settings, service))
+    if settings.production:
+        click.echo(production.stop_local_postgres(settings))
 
 
 @main.command()
+@_profile_option
 @_one_line_errors
-def status() -> None:
-    """Say which services are up; exit 1 if any is not."""
-    settings = get_settings()
+def status(profile: str | None) -> None:
+    """Say which profile is in use, which services are up and where each keeps its state
+    (never a password); exit 1 if any is not up."""
+    settings = _settings_for(profile)
     healthy = True
+    if settings.production:
+        healthy, line = production.postgres_status(settings)
+        click.echo(line)
     for service in services(settings):
         ok, line = service_status(settings, service)
         healthy &= ok
-        click.echo(line)
+        click.echo(f"{line}; {service.backend}" if service.backend else line)
+    click.echo(_warehouse_line(settings))
     sys.exit(0 if healthy else 1)
 
 

@@ -68,6 +68,7 @@ SECRET_ENV_VARS = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "DAGSTER_PG_PASSWORD",
+    "FLYWHEEL_POSTGRES_PASSWORD",
 )
 
 
@@ -524,6 +525,12 @@ def known_secrets(
     environ = os.environ if environ is None else environ
     found: dict[str, None] = {}
     candidates = [settings.lakefs_secret_access_key.reveal(), settings.lakefs_encrypt_secret.reveal()]
+    # The production profile's PostgreSQL password: given, or generated for the trial server
+    # (read if it exists, never made here).
+    if settings.postgres_password_env is not None:
+        candidates.append(settings.postgres_password_env.reveal())
+    elif settings.postgres_password_file.exists():
+        candidates.append(settings.postgres_password_file.read_text().strip())
     for uri in (settings.mlflow_tracking_uri, settings.mlflow_backend_store_uri, settings.lakefs_endpoint):
         try:
             candidates.append(urlsplit(uri).password or "")

@@ -10,6 +10,10 @@ and the failure summary.
   retry cannot fix (a rejected release) says so and is not retried.
 - `failure_summary` writes one Markdown file per failed run under the state directory:
   what failed, where, and the root cause, so an operator does not dig through logs.
+- The jobs that train carry TRAINING_RUN_TAGS (`flywheel/stage: training`): the production
+  instance's run queue launches one such run at a time (pipeline/shell/production.py).
+- In the production profile the schedule and sensors start RUNNING (dagster-daemon serves
+  them unattended); in the local one they start stopped and `flywheel run` drives the jobs.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import dagster as dg
 from pipeline.orchestration.partitions import daily_partitions
 from pipeline.settings import get_settings
 from pipeline.shell.landing import landing_files
+from pipeline.shell.production import TRAINING_RUN_TAGS
 
 # Transient lakeFS/MLflow hiccups (restarts, timeouts) clear within seconds to a minute.
 TRANSIENT_RETRY = dg.RetryPolicy(max_retries=3, delay=2, backoff=dg.Backoff.EXPONENTIAL)
@@ -56,6 +61,8 @@ def changed_days(previous: dict[str, str], current: dict[str, str]) -> list[str]
 def build_automation(all_assets: dg.AssetSelection, ingest: dg.AssetSelection,
                      downstream: dg.AssetSelection):
     settings = get_settings()
+    schedule_status = dg.DefaultScheduleStatus.RUNNING if settings.production else dg.DefaultScheduleStatus.STOPPED
+    sensor_status = dg.DefaultSensorStatus.RUNNING if settings.production else dg.DefaultSensorStatus.STOPPED
     ingest_job = dg.define_asset_job(
         "ingest_job",
         selection=ingest,
@@ -66,11 +73,13 @@ def build_automation(all_assets: dg.AssetSelection, ingest: dg.AssetSelection,
         selection=downstream,
         description="Everything after capture, over all ingested days: curate, validate, "
         "release, train, evaluate, promote.",
+        tags=TRAINING_RUN_TAGS,
     )
     nightly_job = dg.define_asset_job(
         "nightly_retrain_job",
         selection=all_assets,
         description="One day from landing files to evaluation and promotion.",
+        tags=TRAINING_RUN_TAGS,
     )
 
     @dg.schedule(
@@ -79,6 +88,7 @@ def build_automation(all_assets: dg.AssetSelection, ingest: dg.AssetSelection,
         job=nightly_job,
         execution_timezone="UTC",
         description="Retrain on the day that just ended (cron: FLYWHEEL_NIGHTLY_CRON).",
+        default_status=schedule_status,
     )
     def nightly_retrain(context: dg.ScheduleEvaluationContext):
         day = (context.scheduled_execution_time - timedelta(days=1)).strftime("%Y-%m-%d")
@@ -89,6 +99,7 @@ def build_automation(all_assets: dg.AssetSelection, ingest: dg.AssetSelection,
         job=ingest_job,
         minimum_interval_seconds=60,
         description="Ingest a landing day whenever its files appear or change.",
+        default_status=sensor_status,
     )
     def new_landing_files(context: dg.SensorEvaluationContext):
         previous = json.loads(context.cursor) if context.cursor else {}
@@ -104,6 +115,7 @@ def build_automation(all_assets: dg.AssetSelection, ingest: dg.AssetSelection,
         monitor_all_code_locations=False,
         description="Write one summary per failed run (each failed step and its root cause) to "
         "the state directory's failures/ folder.",
+        default_status=sensor_status,
     )
     def failure_summary(context: dg.RunFailureSensorContext):
         path = write_failure_summary(context)

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 
 from pipeline.orchestration.terminal import RunTotals, StepLines, root_cause
 from pipeline.settings import get_settings
-from pipeline.shell.local_stack import prepare_dagster_home
+from pipeline.shell.local_stack import dagster_instance_env
 
 RUN_LOG = "flywheel-run.log"
 # Lifecycle stages in order, with the asset that implements each; the runner says plainly
@@ -46,7 +46,10 @@ def run_main_job(defs: Any, partitions: list[str], echo: Callable[[str], None] =
     step lines and the summary, `status` (an interactive terminal) the running step's latest
     log message; `verbose` also copies Dagster's log stream to stderr."""
     settings = get_settings()
-    os.environ["DAGSTER_HOME"] = str(prepare_dagster_home(settings))
+    # DAGSTER_HOME, and in the production profile the PostgreSQL connection its dagster.yaml
+    # refers to. Runs made here execute in this process: the production run queue (and its
+    # one-training-run limit) governs the runs dagster-daemon launches, not these.
+    os.environ.update(dagster_instance_env(settings))
     import dagster as dg
 
     instance = dg.DagsterInstance.get()

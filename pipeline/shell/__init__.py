@@ -6,7 +6,8 @@ warehouse (`warehouse`, and `marts`: the marts as validated and released), inges
 check`; `landing`: the landing days, `flywheel import`), `export` (a release in other
 trainers' formats), validation (`validation`, `gx_expectations`), MLflow (`mlflow_lakefs`,
 `model_registry`), the release's `datacard`, `audit` (trace and forget), the local stack of
-services under the state directory (`local_stack`) and the `failpoints` that fault tests
+services under the state directory (`local_stack`; the production profile's PostgreSQL
+setup in `production`, a local server in `postgres`) and the `failpoints` that fault tests
 trigger.
 
 Keep this file free of imports: `make setup` runs `python3 -m pipeline.shell.local_stack`

@@ -94,11 +94,14 @@ def init_cluster(data_dir: Path, password: str) -> None:
 
 
 def start(data_dir: Path, port: int, log_file: Path, password: str) -> PostgresServer:
-    """Start the cluster on 127.0.0.1:`port` (sockets in the data directory, never /run)."""
+    """Start the cluster on 127.0.0.1:`port`, TCP only: no Unix socket (never in /run, and
+    none in the data directory either, whose path may pass the 107 bytes a socket path may
+    have: a state directory a few folders deep does)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.touch()
     _hand_over(log_file)
-    options = f"-p {port} -c listen_addresses=127.0.0.1 -k {data_dir}"
+    # pg_ctl hands these to a shell: '' is an empty unix_socket_directories, i.e. none.
+    options = f"-p {port} -c listen_addresses=127.0.0.1 -k ''"
     _run([str(bin_dir() / "pg_ctl"), "-D", str(data_dir), "-o", options, "-l", str(log_file), "-w", "start"],
          f"starting PostgreSQL (log: {log_file})")
     return PostgresServer("127.0.0.1", port, SUPERUSER, password)

@@ -62,6 +62,7 @@ def describe_definitions() -> dict:
             job.name: {
                 "description": job.description,
                 "partitioned": job.partitions_def is not None,
+                "run_tags": dict(sorted(job.run_tags.items())),  # what the run queue limits by
                 "assets": sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),
             }
             for job in sorted(repo.get_all_jobs(), key=lambda j: j.name) if not job.name.startswith("__")
