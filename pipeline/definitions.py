@@ -13,6 +13,7 @@ import dagster as dg
 from assets.curation import curation_dbt_models
 from assets.evaluation import evaluation_report
 from assets.ingestion import raw_agent_logs
+from assets.labelling import judge_labels
 from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
 from assets.training import fine_tuned_model
@@ -25,7 +26,7 @@ from pipeline.settings import get_settings
 os.environ.setdefault("FLYWHEEL_DUCKDB_PATH", str(get_settings().duckdb_path))
 dbt_project.prepare_if_dev()
 
-ingest = dg.AssetSelection.assets(raw_agent_logs, redacted_trajectories)
+ingest = dg.AssetSelection.assets(raw_agent_logs, redacted_trajectories, judge_labels)
 downstream = dg.AssetSelection.assets(
     curation_dbt_models, dataset_release, fine_tuned_model, evaluation_report
 )
@@ -33,7 +34,7 @@ jobs, schedules, sensors = build_automation(ingest | downstream, ingest, downstr
 
 defs = dg.Definitions(
     assets=[
-        raw_agent_logs, redacted_trajectories, curation_dbt_models, dataset_release,
+        raw_agent_logs, redacted_trajectories, judge_labels, curation_dbt_models, dataset_release,
         fine_tuned_model, evaluation_report,
     ],
     asset_checks=gx_checks,

@@ -140,6 +140,12 @@ class Settings:
     # agents trained on placeholders learn to write them) or placeholders such as <EMAIL_1>.
     redaction: str = "surrogates"
     surrogate_key_env: Secret | None = None  # FLYWHEEL_SURROGATE_KEY; else a key file in the state dir
+    # A judge model behind an OpenAI-compatible endpoint labels what nothing verified
+    # (pipeline/core/judge.py). No URL: the judge_labels asset writes nothing.
+    judge_url: str = ""  # FLYWHEEL_JUDGE_URL, e.g. http://127.0.0.1:8000/v1
+    judge_model: str = ""  # FLYWHEEL_JUDGE_MODEL, as the server names it
+    judge_api_key: Secret | None = None  # FLYWHEEL_JUDGE_API_KEY, when the server wants one
+    judge_agreement_sample: int = 50  # verified records per day it also scores, to measure agreement
     profile: str = "local"  # FLYWHEEL_PROFILE: local | production
     # PostgreSQL, production profile only. No host: the server `flywheel up` starts under the
     # state directory (loopback, a free port recorded at first start, a generated password).
@@ -343,6 +349,11 @@ def get_settings() -> Settings:
         redaction=_env("REDACTION", "surrogates"),
         surrogate_key_env=Secret(os.environ["FLYWHEEL_SURROGATE_KEY"]) if os.environ.get("FLYWHEEL_SURROGATE_KEY")
         else None,
+        judge_url=_env("JUDGE_URL", ""),
+        judge_model=_env("JUDGE_MODEL", ""),
+        judge_api_key=Secret(os.environ["FLYWHEEL_JUDGE_API_KEY"]) if os.environ.get("FLYWHEEL_JUDGE_API_KEY")
+        else None,
+        judge_agreement_sample=int(_env("JUDGE_AGREEMENT_SAMPLE", "50")),
         profile=profile,
         postgres_host=os.environ.get("FLYWHEEL_POSTGRES_HOST") or None,
         postgres_port_env=int(postgres_port) if postgres_port else None,

@@ -28,6 +28,7 @@ RUN_LOG = "flywheel-run.log"
 LIFECYCLE = (
     ("raw_agent_logs", "capture into lakeFS + canonical tables"),
     ("redacted_trajectories", "PII and secret redaction"),
+    ("judge_labels", "judge labels for what nothing verified (when a judge is configured)"),
     ("marts/sft_examples", "curation marts (labels, dedup, balance, splits)"),
     ("dataset_release", "GX gates + write-audit-publish on lakeFS"),
     ("fine_tuned_model", "fine-tuning tracked in MLflow"),

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -64,3 +65,47 @@ def test_a_judge_that_is_not_there_is_a_clear_error():
     client = JudgeClient(f"http://127.0.0.1:{free_port()}/v1", "any", timeout=2)
     with pytest.raises(JudgeUnavailable, match="did not answer after 3 tries"):
         client.label(CONVERSATION)
+
+
+def test_the_judge_labels_asset_scores_what_nothing_verified_and_a_verified_sample(
+        judge_server, lakefs_server, tmp_path, monkeypatch):
+    import dagster as dg
+    import duckdb
+    from dagster_duckdb import DuckDBResource
+
+    from assets.ingestion import raw_agent_logs
+    from assets.labelling import judge_labels
+    from assets.redaction import redacted_trajectories
+    from pipeline.orchestration.resources import LakeFSResource
+    from pipeline.settings import get_settings
+    from pipeline.simulator import simulate
+
+    url, model = judge_server
+    day = "2026-11-20"
+    simulate(days=1, per_day=12, out_dir=tmp_path, seed=3, start_date=date(2026, 11, 20))
+    db = tmp_path / "warehouse.duckdb"
+    for key, value in {"FLYWHEEL_LANDING_DIR": str(tmp_path / "landing"), "FLYWHEEL_DUCKDB_PATH": str(db),
+                       "FLYWHEEL_RAW_REPO": "raw-judge-test", "FLYWHEEL_JUDGE_URL": url,
+                       "FLYWHEEL_JUDGE_MODEL": model, "FLYWHEEL_JUDGE_AGREEMENT_SAMPLE": "3"}.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        result = dg.materialize([raw_agent_logs, redacted_trajectories, judge_labels], partition_key=day,
+                                resources={"lakefs": LakeFSResource(endpoint=lakefs_server.endpoint),
+                                           "duckdb": DuckDBResource(database=str(db))})
+    finally:
+        get_settings.cache_clear()
+    assert result.success
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("select record_key, judge_model, rubric_version, passed, reply from labels.judge_labels"
+                           ).fetchall()
+        [(unlabelled, verified)] = con.execute(
+            "select count(*) filter (where not verified), count(*) filter (where verified) from ("
+            "  select success is not null and verified_by is not null as verified from redacted.trajectories"
+            "  where record_key not in (select record_key from redacted.feedback where source = 'human'))").fetchall()
+    assert len(rows) == unlabelled + min(3, verified)
+    assert all(model in judge and rubric == RUBRIC_VERSION and reply for _, judge, rubric, _, reply in rows)
+    # each verdict is the rubric's reading of its reply (None where a small judge gave no JSON)
+    for *_, passed, reply in rows:
+        verdict = parse_verdict(reply)
+        assert passed == (verdict.passed if verdict else None)
