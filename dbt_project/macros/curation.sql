@@ -31,3 +31,22 @@
 {% macro stable_bucket(expression, salt) -%}
     (md5_number('{{ salt }}' || '|' || {{ expression }}) % 10000)::integer
 {%- endmacro %}
+
+{#- A source table written by an optional asset, which may not exist yet in a warehouse made
+    before it (labels.judge_labels): the table, or an empty relation with `columns` (name:
+    type) when it is missing. The source() call keeps the lineage either way. -#}
+{% macro optional_source(source_name, table_name, columns) -%}
+    {%- set src = source(source_name, table_name) -%}
+    {%- set found = adapter.get_relation(database=src.database, schema=src.schema, identifier=src.identifier)
+        if execute else src -%}
+    {%- if found is none -%}
+        (select {% for name, type in columns.items() %}null::{{ type }} as {{ name }}{{ ", " if not loop.last }}{% endfor %} where false)
+    {%- else -%}
+        {{ src }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro judge_labels_source() -%}
+    {{ optional_source('labels', 'judge_labels', {'partition_date': 'varchar', 'record_key': 'varchar',
+        'judge_model': 'varchar', 'rubric_version': 'varchar', 'passed': 'boolean'}) }}
+{%- endmacro %}

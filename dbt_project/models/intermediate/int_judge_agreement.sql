@@ -7,7 +7,7 @@ with pairs as (
         j.rubric_version,
         j.passed as judge_passed,
         t.success as verified_success
-    from {{ source('labels', 'judge_labels') }} as j
+    from {{ judge_labels_source() }} as j
     join {{ ref('stg_trajectories') }} as t using (record_key)
     where t.success is not null and t.verified_by is not null
 ),

@@ -29,7 +29,7 @@ judge as (
         judge_model,
         rubric_version as judge_rubric_version,
         case when passed then 'positive' else 'negative' end as judge_polarity
-    from {{ source('labels', 'judge_labels') }}
+    from {{ judge_labels_source() }}
     where passed is not null
 ),
 
