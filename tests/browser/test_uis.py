@@ -81,10 +81,12 @@ def test_dagster_ui_shows_every_lifecycle_asset_with_its_lineage(stack, browser)
                     if graph.get(k).is_materializable]
         for label in upstream:  # the lineage list loads after the page: wait for each edge
             page.get_by_text(label, exact=True).first.wait_for(timeout=30_000)
+        description_start = graph.get(key).description.split()[0]
+        page.get_by_text(description_start).first.wait_for(timeout=30_000)  # rendered after the edges, under load
         page.screenshot(path=str(ARTIFACTS / f"dagster-{name.replace('/', '-')}.png"))
         text = page.inner_text("body")
         assert all(label in text for label in upstream), f"{name} shows its upstream {upstream}"
-        assert graph.get(key).description.split()[0] in text, f"{name} shows its description"
+        assert description_start in text, f"{name} shows its description"
 
 
 def test_mlflow_ui_shows_the_model_the_pipeline_registered_with_its_release_and_decision(stack, browser, tmp_path):
