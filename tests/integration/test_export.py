@@ -5,13 +5,13 @@ export by the recorded commit id stays the same after the tag moves."""
 
 import hashlib
 import json
-import os
 from datetime import date, timedelta
 
 import dagster as dg
 import pytest
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
+from settings_env import settings_env
 
 from assets.curation import curation_dbt_models
 from assets.ingestion import raw_agent_logs
@@ -19,7 +19,6 @@ from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
 from pipeline.core.export_formats import EXPECTED_CALL_ID, FORMATS
 from pipeline.orchestration.resources import LakeFSResource, dbt_project, venv_tool
-from pipeline.settings import get_settings
 from pipeline.shell.export import DATA_CARD_FILES, UnknownRelease, export_release
 from pipeline.shell.marts import parquet_bytes, read_parquet
 from pipeline.shell.release import publish, read_release_file
@@ -38,10 +37,7 @@ def released(lakefs_server, tmp_path_factory):
     db_path = root / "warehouse.duckdb"
     env = {"FLYWHEEL_LANDING_DIR": str(root / "landing"), "FLYWHEEL_DUCKDB_PATH": str(db_path),
            "FLYWHEEL_RAW_REPO": "raw-export-test", "FLYWHEEL_DATASETS_REPO": DATASETS_REPO}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    try:
+    with settings_env(env):
         lakefs = LakeFSResource(endpoint=lakefs_server.endpoint)
         duckdb = DuckDBResource(database=str(db_path))
         for day in DAYS:
@@ -54,13 +50,6 @@ def released(lakefs_server, tmp_path_factory):
                    if e.step_materialization_data.materialization.asset_key == dataset_release.key]
         metadata = {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
         yield lakefs_server.repository(DATASETS_REPO), metadata["tag"], metadata
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
 
 
 def _lines(path):

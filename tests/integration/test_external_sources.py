@@ -4,7 +4,6 @@ a zstd JSON object keyed by id) → redacted → curated → validated → relea
 asserted against what the files hold (tests/external_logs.py writes them with their truth)."""
 
 import json
-import os
 from collections import Counter
 from datetime import date
 
@@ -14,13 +13,13 @@ import pytest
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 from external_logs import write_external_logs
+from settings_env import settings_env
 
 from assets.curation import curation_dbt_models
 from assets.ingestion import raw_agent_logs
 from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
 from pipeline.orchestration.resources import LakeFSResource, dbt_project, venv_tool
-from pipeline.settings import get_settings
 from pipeline.simulator import simulate
 
 DAY = "2026-11-20"
@@ -46,25 +45,17 @@ def external(lakefs_server, tmp_path_factory):
     }
     (logs.root / "sources.yaml").rename(root / "sources.yaml")
     (logs.root / "catalogs").rename(root / "catalogs")
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    lakefs = LakeFSResource(endpoint=lakefs_server.endpoint)
-    duck = DuckDBResource(database=env["FLYWHEEL_DUCKDB_PATH"])
-    ingest = dg.materialize([raw_agent_logs, redacted_trajectories], partition_key=DAY,
-                            resources={"lakefs": lakefs, "duckdb": duck})
-    assert ingest.success
-    dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=venv_tool("dbt"))
-    release = dg.materialize([curation_dbt_models, dataset_release],
-                             resources={"lakefs": lakefs, "dbt": dbt, "duckdb": duck}, raise_on_error=False)
-    yield {"logs": logs, "db": env["FLYWHEEL_DUCKDB_PATH"], "ingest": ingest, "release": release,
-           "server": lakefs_server}
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
+    with settings_env(env):
+        lakefs = LakeFSResource(endpoint=lakefs_server.endpoint)
+        duck = DuckDBResource(database=env["FLYWHEEL_DUCKDB_PATH"])
+        ingest = dg.materialize([raw_agent_logs, redacted_trajectories], partition_key=DAY,
+                                resources={"lakefs": lakefs, "duckdb": duck})
+        assert ingest.success
+        dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=venv_tool("dbt"))
+        release = dg.materialize([curation_dbt_models, dataset_release],
+                                 resources={"lakefs": lakefs, "dbt": dbt, "duckdb": duck}, raise_on_error=False)
+        yield {"logs": logs, "db": env["FLYWHEEL_DUCKDB_PATH"], "ingest": ingest, "release": release,
+               "server": lakefs_server}
 
 
 def _rows(db, sql, *params):

@@ -13,6 +13,7 @@ import duckdb
 import pytest
 from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
+from settings_env import settings_env
 
 from assets.curation import curation_dbt_models
 from assets.ingestion import raw_agent_logs
@@ -39,26 +40,18 @@ def pipeline_env(lakefs_server, tmp_path_factory):
         "FLYWHEEL_RAW_REPO": "raw-release-test",
         "FLYWHEEL_DATASETS_REPO": "datasets-release-test",
     }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    lakefs = LakeFSResource(endpoint=lakefs_server.endpoint)
-    dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=venv_tool("dbt"))
-    instance = dg.DagsterInstance.ephemeral()
-    for day in DAYS:
-        result = dg.materialize(
-            [raw_agent_logs, redacted_trajectories], partition_key=day,
-            resources={"lakefs": lakefs, "duckdb": DuckDBResource(database=str(db_path))},
-        )
-        assert result.success
-    yield {"root": root, "db": db_path, "lakefs": lakefs, "dbt": dbt, "server": lakefs_server,
-           "instance": instance}
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
+    with settings_env(env):
+        lakefs = LakeFSResource(endpoint=lakefs_server.endpoint)
+        dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=venv_tool("dbt"))
+        instance = dg.DagsterInstance.ephemeral()
+        for day in DAYS:
+            result = dg.materialize(
+                [raw_agent_logs, redacted_trajectories], partition_key=day,
+                resources={"lakefs": lakefs, "duckdb": DuckDBResource(database=str(db_path))},
+            )
+            assert result.success
+        yield {"root": root, "db": db_path, "lakefs": lakefs, "dbt": dbt, "server": lakefs_server,
+               "instance": instance}
 
 
 def _release(env, db_path, *, with_checks: bool):
