@@ -29,11 +29,11 @@ os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "false"
 from pipeline.settings import get_settings  # noqa: E402  (after the environment is set)
 from pipeline.shell.local_stack import (  # noqa: E402
     ensure_lakefs_binary,
-    free_port,
     lakefs_env,
     stop_process_group,
     wait_until_healthy,
 )
+from pipeline.shell.ports import free_port  # noqa: E402
 
 
 class LakeFSServer:

@@ -18,7 +18,7 @@ def throwaway_stack_settings(base: Settings) -> Settings:
     """Settings for services of our own: a temp state directory and free loopback ports."""
     from dataclasses import replace
 
-    from pipeline.shell.local_stack import free_port
+    from pipeline.shell.ports import free_port
 
     state_dir = Path(tempfile.mkdtemp(prefix="flywheel-faults-"))
     lakefs_port, mlflow_port = free_port(), free_port()

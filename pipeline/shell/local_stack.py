@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from pipeline.settings import LAKEFS_VERSION, PROJECT_ROOT, Settings, masked_url
 from pipeline.shell import production
+from pipeline.shell.ports import port_is_free
 
 
 class StackError(RuntimeError):
@@ -168,22 +168,6 @@ def write_lakectl_config(settings: Settings) -> Path:
 
 
 # ---------------------------------------------------------------- processes
-
-
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.shell.local_stack import free_port
+from pipeline.shell.ports import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.shell.local_stack import free_port
+from pipeline.shell.ports import free_port
 
 FLYWHEEL = str(Path(sys.executable).with_name("flywheel"))
 

@@ -14,7 +14,8 @@ import pytest
 from pipeline.core.judge import RUBRIC_VERSION, parse_verdict
 from pipeline.learning.base_model import convert_embedded_model
 from pipeline.shell.judge import JudgeClient, JudgeUnavailable
-from pipeline.shell.local_stack import free_port, stop_process_group
+from pipeline.shell.local_stack import stop_process_group
+from pipeline.shell.ports import free_port
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONVERSATION = [

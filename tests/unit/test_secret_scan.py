@@ -228,7 +228,7 @@ def test_when_the_dagster_instance_cannot_be_loaded_that_place_is_reported_not_s
 ) -> None:
     """It raised UnboundLocalError once; now every place is tried and each failure named."""
     from pipeline.benchmarks.reliability import scan_secrets
-    from pipeline.shell.local_stack import free_port
+    from pipeline.shell.ports import free_port
 
     home = tmp_path / "dagster_home"
     home.mkdir()
