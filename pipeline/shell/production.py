@@ -22,11 +22,11 @@ this, with the system Python); psycopg2 is imported where a connection is made.
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 from pipeline.settings import PostgresConnection, Settings
 from pipeline.shell import postgres
+from pipeline.shell.ports import free_port, port_is_free
 
 # The run tag that the production instance's run queue limits to one run at a time: the jobs
 # that train carry it (pipeline/orchestration/automation.py).
@@ -165,22 +165,6 @@ def _log_file(settings: Settings) -> Path:
     return settings.logs_dir / "postgres.log"
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _answers(found: PostgresConnection) -> bool:
     import psycopg2
 
@@ -200,11 +184,11 @@ def start_local_postgres(settings: Settings) -> str:
         return f"postgres: already running at {running.display()}"
     password = settings.postgres_password()
     port = settings.postgres_port()
-    if port is None or not _port_free(port):
+    if port is None or not port_is_free(port):
         if settings.postgres_port_env is not None:
             raise ProductionError(f"postgres: port {port} is in use by another process; stop it or choose "
                                   "another port with FLYWHEEL_POSTGRES_PORT")
-        port = _free_port()  # the recorded one was taken meanwhile: record another
+        port = free_port()  # the recorded one was taken meanwhile: record another
     port_file = settings.postgres_dir / "port"
     port_file.parent.mkdir(parents=True, exist_ok=True)
     port_file.write_text(f"{port}\n")
