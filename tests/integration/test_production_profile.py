@@ -22,11 +22,11 @@ import pytest
 from pipeline.settings import PROJECT_ROOT, Settings, get_settings
 from pipeline.shell.local_stack import (
     dagster_instance_env,
-    free_port,
     services,
     start_service,
     stop_service,
 )
+from pipeline.shell.ports import free_port
 from pipeline.shell.postgres import create_databases
 from pipeline.shell.production import TRAINING_RUN_TAGS, daemons_alive_since
 
