@@ -93,7 +93,7 @@ class Trial:
         return asdict(self)
 
 
-class _Conversation:
+class SandboxConversation:
     """One trial in progress: the env, the simulated user, the transcript so far."""
 
     def __init__(self, spec: TaskSpec, seed: int, system_prompt: str, tid: str) -> None:
@@ -160,7 +160,7 @@ def run_trials(trials: Sequence[tuple[str, TaskSpec, int]], policy: Policy, max_
     """Several (task_id, spec, seed) conversations of one policy in lockstep: each round, every
     unfinished conversation gets its next assistant message, in one `act_many` call when the
     policy has it (a batch for the engine). Same transcripts as one trial at a time."""
-    running = [_Conversation(spec, seed, system_prompt, tid) for tid, spec, seed in trials]
+    running = [SandboxConversation(spec, seed, system_prompt, tid) for tid, spec, seed in trials]
     act_many = getattr(policy, "act_many", None)
     for _ in range(max_turns):
         active = [c for c in running if not c.done]
@@ -169,7 +169,7 @@ def run_trials(trials: Sequence[tuple[str, TaskSpec, int]], policy: Policy, max_
         if act_many is not None:
             # one seed per call: group the conversations by theirs, unless the policy ignores
             # seeds (greedy decoding), which then gets every conversation in one call
-            by_seed: dict[int, list[_Conversation]] = defaultdict(list)
+            by_seed: dict[int, list[SandboxConversation]] = defaultdict(list)
             for c in active:
                 by_seed[0 if getattr(policy, "greedy", False) else c.seed].append(c)
             for seed, group in by_seed.items():
