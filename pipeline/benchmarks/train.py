@@ -123,9 +123,9 @@ def _counting_trainer(base: type, counts: dict[str, int], logit_positions: Calla
 
 def _train_library_arm(trainer: Any, counts: dict[str, int], items: list[Any], config: Any,
                        pad_token_id: int) -> dict[str, Any]:
-    from pipeline.learning.train import PeakMemory, _quiet
+    from pipeline.learning.train import PeakMemory, quiet_trainer
 
-    _quiet(trainer)
+    quiet_trainer(trainer)
     with PeakMemory() as memory:
         cpu_start, wall_start = time.process_time(), time.perf_counter()
         output = trainer.train()

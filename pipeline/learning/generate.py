@@ -56,7 +56,7 @@ def load_for_inference(model_dir: Path | str, attn_implementation: str | None = 
     from transformers import AutoModelForCausalLM
 
     if attn_implementation == SHARED_PREFIX_ATTENTION:
-        _register_shared_prefix_attention()
+        register_shared_prefix_attention()
     cuda = torch.cuda.is_available()
     model = AutoModelForCausalLM.from_pretrained(
         model_dir, dtype=torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float32,
@@ -137,7 +137,7 @@ def shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor,
     return output.reshape(batch, heads, q_len, dim).transpose(1, 2).contiguous(), None
 
 
-def _register_shared_prefix_attention() -> None:
+def register_shared_prefix_attention() -> None:
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
 
@@ -240,29 +240,61 @@ class BatchedEngine:
     def __init__(self, model_dir: Path | str, max_new_tokens: int = 64, batch_size: int = 64,
                  end_token: str = END_OF_TURN) -> None:
         started = time.perf_counter()
-        self.model, self.tokenizer = load_for_inference(model_dir, attn_implementation=SHARED_PREFIX_ATTENTION)
+        model, tokenizer = load_for_inference(model_dir, attn_implementation=SHARED_PREFIX_ATTENTION)
+        self._setup(model, tokenizer, max_new_tokens, batch_size, end_token)
+        self.stats.extra["load_seconds"] = time.perf_counter() - started
+
+    @classmethod
+    def for_model(cls, model: Any, tokenizer: Any, max_new_tokens: int = 64, batch_size: int = 64,
+                  end_token: str = END_OF_TURN) -> BatchedEngine:
+        """An engine over a model already in memory (the policy being trained: RL rollouts).
+        The model must be loaded with `attn_implementation=SHARED_PREFIX_ATTENTION` (after
+        `register_shared_prefix_attention()`); call `reset`
+        whenever its weights change."""
+        engine = cls.__new__(cls)
+        engine._setup(model, tokenizer, max_new_tokens, batch_size, end_token)
+        return engine
+
+    def _setup(self, model: Any, tokenizer: Any, max_new_tokens: int, batch_size: int, end_token: str) -> None:
+        self.model, self.tokenizer = model, tokenizer
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.end_token = end_token
         self.end_id = self.tokenizer.convert_tokens_to_ids(end_token)
         self._system_turns: dict[tuple[int, ...], Any] = {}  # system turn -> its KV cache
         self._recent: deque[tuple[list[int], Any]] = deque(maxlen=self.RECENT_PROMPTS)
-        self.stats = GenerationStats(extra={"load_seconds": time.perf_counter() - started,
-                                            "prefill_seconds": 0.0, "decode_seconds": 0.0})
+        self.stats = GenerationStats(extra={"load_seconds": 0.0, "prefill_seconds": 0.0, "decode_seconds": 0.0})
+
+    def reset(self) -> None:
+        """Forget every cached prefix (their keys and values belong to the old weights)."""
+        self._system_turns.clear()
+        self._recent.clear()
 
     def generate_many(self, conversations: Sequence[Conversation]) -> list[str]:
         encoded = [prompt_ids(self.tokenizer, messages, tools) for messages, tools in conversations]
-        groups: dict[tuple[int, ...], list[int]] = {}  # system turn -> its conversations, in token order
-        for i in sorted(range(len(encoded)), key=lambda i: encoded[i]):
-            groups.setdefault(self._system_turn(encoded[i]), []).append(i)
-        texts: list[str] = [""] * len(encoded)
+        self.stats.conversations += len(encoded)
+        return [self.text_of(ids) for ids in self.generate_ids(encoded)]
+
+    def text_of(self, generated: Sequence[int]) -> str:
+        """A generated turn as text, without the end marker and what follows it."""
+        return self.tokenizer.decode(list(generated), skip_special_tokens=False).split(self.end_token, 1)[0]
+
+    def generate_ids(self, prompts: Sequence[list[int]], temperature: float = 0.0,
+                     generator: torch.Generator | None = None) -> list[list[int]]:
+        """The generated token ids for every prompt (token ids), in order: up to
+        `max_new_tokens`, ending with the end marker when the model wrote it. Greedy unless
+        `temperature` > 0 (then sampled from softmax(logits / temperature) with `generator`)."""
+        groups: dict[tuple[int, ...], list[int]] = {}  # system turn -> its prompts, in token order
+        for i in sorted(range(len(prompts)), key=lambda i: prompts[i]):
+            groups.setdefault(self._system_turn(prompts[i]), []).append(i)
+        out: list[list[int]] = [[] for _ in prompts]
         for system, members in groups.items():
             for start in range(0, len(members), self.batch_size):
                 chunk = members[start:start + self.batch_size]
-                for i, text in zip(chunk, self._generate([encoded[i] for i in chunk], system)):
-                    texts[i] = text
-        self.stats.conversations += len(encoded)
-        self.stats.prompt_tokens += sum(len(ids) for ids in encoded)
-        return texts
+                sample = _sampler(temperature, generator)
+                for i, ids in zip(chunk, self._generate([prompts[i] for i in chunk], system, sample)):
+                    out[i] = ids
+        self.stats.prompt_tokens += sum(len(ids) for ids in prompts)
+        return out
 
     def _system_turn(self, ids: list[int]) -> tuple[int, ...]:
         """The prompt's leading system turn (empty when it has none), read once and kept."""
@@ -286,7 +318,7 @@ class BatchedEngine:
         return best, best_cache
 
     @torch.inference_mode()
-    def _prefill(self, ids: list[int], system: tuple[int, ...]) -> tuple[Any, int]:
+    def _prefill(self, ids: list[int], system: tuple[int, ...], sample: Sampler) -> tuple[Any, int]:
         """The prompt's KV cache and the first generated token."""
         known, cache = self._known_prefix(ids, system)
         if cache is not None:
@@ -298,7 +330,7 @@ class BatchedEngine:
                          use_cache=True, logits_to_keep=1)
         self._recent.append((ids, out.past_key_values))
         self.stats.cached_prompt_tokens += known
-        return out.past_key_values, int(out.logits[0, -1].argmax())
+        return out.past_key_values, int(sample(out.logits[:, -1])[0])
 
     @staticmethod
     def _after(cache: Any, skip: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -331,8 +363,8 @@ class BatchedEngine:
             layer.batch_size = len(keep)
 
     @torch.inference_mode()
-    def _generate(self, prompts: list[list[int]], system: tuple[int, ...]) -> list[str]:
-        """Greedy turns for prompts that all begin with `system` (possibly empty): its KV
+    def _generate(self, prompts: list[list[int]], system: tuple[int, ...], sample: Sampler) -> list[list[int]]:
+        """Turns (token ids) for prompts that all begin with `system` (possibly empty): its KV
         cache is kept once for the whole batch (see `shared_prefix_attention`), the rows'
         caches hold only what follows it."""
         started = time.perf_counter()
@@ -340,7 +372,7 @@ class BatchedEngine:
         skip = len(system)
         rows, first = [], []
         for ids in prompts:
-            cache, token = self._prefill(ids, system)
+            cache, token = self._prefill(ids, system, sample)
             rows.append(self._after(cache, skip))
             first.append(token)
         prefilled = time.perf_counter()
@@ -375,14 +407,30 @@ class BatchedEngine:
             out = self.model(input_ids=next_tokens[:, None], attention_mask=mask, position_ids=positions[:, None],
                              past_key_values=cache, use_cache=True, **shared)
             positions = positions + 1
-            next_tokens = out.logits[:, -1].argmax(-1)
+            next_tokens = sample(out.logits[:, -1])
         done = time.perf_counter()
         self.stats.seconds += done - started
         self.stats.extra["prefill_seconds"] += prefilled - started
         self.stats.extra["decode_seconds"] += done - prefilled
         self.stats.calls += 1
         self.stats.new_tokens += sum(len(g) for g in generated)
-        return [self.tokenizer.decode(g, skip_special_tokens=False).split(self.end_token, 1)[0] for g in generated]
+        return generated
+
+
+Sampler = Callable[[torch.Tensor], torch.Tensor]  # (rows, vocab) logits -> (rows,) token ids
+
+
+def _sampler(temperature: float, generator: torch.Generator | None) -> Sampler:
+    """argmax, or sampling at `temperature` (no top-k/top-p: RL needs the policy's own
+    distribution, the one its log-probabilities are computed under)."""
+    if temperature <= 0:
+        return lambda logits: logits.argmax(-1)
+
+    def sample(logits: torch.Tensor) -> torch.Tensor:
+        probabilities = torch.softmax(logits.float() / temperature, dim=-1)
+        return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
+
+    return sample
 
 
 class CachedEngine:

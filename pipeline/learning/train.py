@@ -348,7 +348,7 @@ def _forward_behind_prefix(model: Any, prefix: torch.Tensor, inputs: dict[str, t
     return model(**inputs, past_key_values=cache, use_cache=True, logits_to_keep=keep)
 
 
-def _quiet(trainer: Any) -> None:
+def quiet_trainer(trainer: Any) -> None:
     """No log dicts printed to stdout: metrics go to `on_log` and the result."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -398,7 +398,7 @@ def fit_sft(examples: Iterable[Mapping[str, Any] | SFTExample], model_dir: Model
         trainer = _sft_trainer_class()(
             model=model, args=args, train_dataset=rows, data_collator=collator,
             callbacks=callbacks, progress=progress, group_lengths=group_lengths)
-        _quiet(trainer)
+        quiet_trainer(trainer)
         with PeakMemory() as memory, _adapters_follow_autocast(model, bf16):
             cpu_start, wall_start = time.process_time(), time.perf_counter()
             output = trainer.train()
@@ -535,7 +535,7 @@ def train_dpo(pairs: Iterable[Mapping[str, Any]], model_dir: ModelRef | None, ou
         trainer = DPOTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                              processing_class=tokenizer, callbacks=[_metrics_callback(progress, on_log)],
                              peft_config=lora_config(config) if config.method == "lora" else None)
-        _quiet(trainer)
+        quiet_trainer(trainer)
         with PeakMemory() as memory:
             cpu_start, wall_start = time.process_time(), time.perf_counter()
             output = trainer.train()
