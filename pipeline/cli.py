@@ -585,6 +585,32 @@ def bench_eval(model: str, n_cases: int, warehouse: Path | None, max_new_tokens:
         sys.exit(1)
 
 
+@bench.command("rollouts")
+@click.option("--model", "model", default="champion", show_default=True,
+              help="base (the embedded SmolLM2), champion or challenger (from MLflow), or a model directory.")
+@click.option("--tasks", "n_tasks", type=_count(), default=4, show_default=True, help="Simulator tasks.")
+@click.option("--group-size", type=_count(), default=2, show_default=True, help="Episodes per task.")
+@click.option("--max-turns", type=_count(), default=6, show_default=True)
+@click.option("--max-new-tokens", type=_count(), default=64, show_default=True)
+@click.option("--temperature", type=float, default=0.0, show_default=True,
+              help="0: greedy (both arms must give identical episodes); > 0: sampled, as in RL.")
+@click.option("--json", "as_json", is_flag=True)
+@_one_line_errors
+def bench_rollouts(model: str, n_tasks: int, group_size: int, max_turns: int, max_new_tokens: int,
+                   temperature: float, as_json: bool) -> None:
+    """Sandbox episodes/s of the RL rollout path (batched engine) next to transformers' plain
+    generate loop, same model and episodes."""
+    import json
+
+    from pipeline.benchmarks.rollouts import format_rollout_bench, run_rollout_bench
+
+    result = run_rollout_bench(_model_dir(model), n_tasks, group_size, max_turns, max_new_tokens, temperature,
+                               log=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps(result, indent=2) if as_json else format_rollout_bench(result))
+    if result["identical"] is not None and result["identical"] != result["total"]:
+        sys.exit(1)
+
+
 def _model_dir(model: str) -> Path:
     """A model directory for `base`, `champion`/`challenger` (downloaded from MLflow), or a path."""
     settings = get_settings()

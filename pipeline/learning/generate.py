@@ -83,16 +83,23 @@ def generate_assistant_turn(model: Any, tokenizer: Any, messages: list[dict[str,
 
 def _generate_ids(model: Any, tokenizer: Any, ids: list[int], max_new_tokens: int, seed: int = 0,
                   temperature: float = 0.0, end_token: str = END_OF_TURN) -> str:
-    input_ids = torch.tensor([ids], device=model.device)
-    end_id = tokenizer.convert_tokens_to_ids(end_token)
     torch.manual_seed(seed)
+    new = _generate_tokens(model, tokenizer, ids, max_new_tokens, temperature, end_token)
+    return turn_text(tokenizer, new, end_token)
+
+
+def _generate_tokens(model: Any, tokenizer: Any, ids: Sequence[int], max_new_tokens: int, temperature: float,
+                     end_token: str = END_OF_TURN) -> list[int]:
+    """transformers' `generate` on one prompt: the new token ids (sampling draws from torch's
+    global generator)."""
+    input_ids = torch.tensor([list(ids)], device=model.device)
     sampling = temperature > 0
     output = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
                             max_new_tokens=max_new_tokens, do_sample=sampling,
                             temperature=temperature if sampling else None, top_p=None, top_k=None,
-                            eos_token_id=end_id, pad_token_id=tokenizer.pad_token_id)
-    new_tokens = output[0, input_ids.shape[1]:]
-    return tokenizer.decode(new_tokens, skip_special_tokens=False).split(end_token, 1)[0]
+                            eos_token_id=tokenizer.convert_tokens_to_ids(end_token),
+                            pad_token_id=tokenizer.pad_token_id)
+    return output[0, input_ids.shape[1]:].tolist()
 
 
 def shared_prefix_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -171,8 +178,13 @@ class GenerationEngine(Protocol):
         ...
 
 
+def turn_text(tokenizer: Any, generated: Sequence[int], end_token: str = END_OF_TURN) -> str:
+    """A generated turn as text, without the end marker and what follows it."""
+    return tokenizer.decode(list(generated), skip_special_tokens=False).split(end_token, 1)[0]
+
+
 class TransformersEngine:
-    """transformers' `generate`, one conversation at a time, greedy."""
+    """transformers' `generate`, one conversation at a time (greedy unless asked to sample)."""
 
     name = "transformers"
 
@@ -182,18 +194,34 @@ class TransformersEngine:
         self.stats = GenerationStats()
 
     def generate_many(self, conversations: Sequence[Conversation]) -> list[str]:
+        encoded = [prompt_ids(self.tokenizer, messages, tools) for messages, tools in conversations]
+        self.stats.conversations += len(encoded)
+        return [self.text_of(ids) for ids in self.generate_ids(encoded)]
+
+    def text_of(self, generated: Sequence[int]) -> str:
+        return turn_text(self.tokenizer, generated, self.end_token)
+
+    @property
+    def end_id(self) -> int:
+        return self.tokenizer.convert_tokens_to_ids(self.end_token)
+
+    def generate_ids(self, prompts: Sequence[list[int]], temperature: float = 0.0,
+                     generator: torch.Generator | None = None) -> list[list[int]]:
+        """As `BatchedEngine.generate_ids`, one prompt at a time through `generate` (which samples
+        from torch's global generator: it is seeded from `generator` before each prompt)."""
         out = []
-        for messages, tools in conversations:
-            ids = prompt_ids(self.tokenizer, messages, tools)
+        for ids in prompts:
+            if temperature > 0:
+                torch.manual_seed(int(torch.randint(2**31, (1,), generator=generator)) if generator is not None else 0)
             started = time.perf_counter()
             with torch.inference_mode():
-                text = _generate_ids(self.model, self.tokenizer, ids, self.max_new_tokens, end_token=self.end_token)
+                new = _generate_tokens(self.model, self.tokenizer, ids, self.max_new_tokens, temperature,
+                                       self.end_token)
             self.stats.seconds += time.perf_counter() - started
             self.stats.calls += 1
-            self.stats.conversations += 1
             self.stats.prompt_tokens += len(ids)
-            self.stats.new_tokens += len(self.tokenizer.encode(text, add_special_tokens=False)) + 1
-            out.append(text)
+            self.stats.new_tokens += len(new)
+            out.append(new)
         return out
 
 
@@ -275,8 +303,7 @@ class BatchedEngine:
         return [self.text_of(ids) for ids in self.generate_ids(encoded)]
 
     def text_of(self, generated: Sequence[int]) -> str:
-        """A generated turn as text, without the end marker and what follows it."""
-        return self.tokenizer.decode(list(generated), skip_special_tokens=False).split(self.end_token, 1)[0]
+        return turn_text(self.tokenizer, generated, self.end_token)
 
     def generate_ids(self, prompts: Sequence[list[int]], temperature: float = 0.0,
                      generator: torch.Generator | None = None) -> list[list[int]]:

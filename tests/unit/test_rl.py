@@ -231,3 +231,13 @@ def test_one_grpo_step_in_the_sandbox_end_to_end(tiny_dir, tmp_path):
     saved = json.loads((tmp_path / "rl" / "flywheel_training.json").read_text())
     assert saved["kind"] == "grpo" and saved["config"]["group_size"] == 2
     AutoModelForCausalLM.from_pretrained(tmp_path / "rl")  # loads standalone, default attention
+
+
+def test_the_rollout_bench_runs_both_arms_on_the_same_episodes(tiny_dir):
+    from pipeline.benchmarks.rollouts import format_rollout_bench, run_rollout_bench
+
+    result = run_rollout_bench(tiny_dir, n_tasks=2, group_size=2, max_turns=2, max_new_tokens=4, log=lambda m: None)
+    assert result["identical"] == result["total"] == 4
+    assert set(result["arms"]) == {"batched (ours)", "transformers generate"}
+    assert all(arm["episodes_per_second"] > 0 for arm in result["arms"].values())
+    assert "identical episodes 4/4" in format_rollout_bench(result)
