@@ -107,7 +107,19 @@ def ensure_tables(con: Any, schema: str = RAW_SCHEMA) -> None:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
         for table, columns in SCHEMAS[name].items():
             con.execute(f"CREATE TABLE IF NOT EXISTS {name}.{table} ({columns})")
+            _add_missing_columns(con, name, table, columns)
     ensure_governance(con)
+
+
+def _add_missing_columns(con: Any, schema: str, table: str, columns: str) -> None:
+    """Columns a newer layout added to a table an older version created (e.g. tool_set_id):
+    added, empty, so ingestion can write again. Rows written before keep NULL there until
+    their day is ingested again (`flywheel run` re-ingests every landing day)."""
+    present = set(_column_names(con, schema, table))
+    for definition in columns.split(","):
+        name, kind = definition.split()[:2]
+        if name not in present:
+            con.execute(f"ALTER TABLE {schema}.{table} ADD COLUMN {name} {kind}")
 
 
 def ensure_governance(con: Any) -> None:

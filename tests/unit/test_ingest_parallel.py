@@ -129,3 +129,20 @@ def test_a_record_whose_id_cannot_be_stored_is_quarantined_and_the_file_still_st
     assert (stats.records_read, stats.ingested, stats.quarantined) == (2, 1, 1)
     [row] = part.tables["quarantine"].to_pylist()
     assert row["reason"] == "parse_error" and row["raw_excerpt"] == "trajectory_id=t-\\ud800"
+
+
+def test_a_warehouse_made_by_an_older_layout_gets_the_new_columns(landing_files: list[SourceFile],
+                                                                   tmp_path: Path) -> None:
+    """A raw.trajectories created before tool_set_id existed (and with the tools column the
+    layout then had): ingestion adds the missing columns and writes the partition."""
+    from pipeline.shell.warehouse import RAW_TABLES
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    old_columns = RAW_TABLES["trajectories"].replace("tool_set_id VARCHAR,", "tools JSON,")
+    con.execute("CREATE SCHEMA raw")
+    con.execute(f"CREATE TABLE raw.trajectories ({old_columns})")
+    tables = merge_columnar(parse_files_columnar(landing_files, partition="p", raw_commit="c0")).tables
+    written = replace_partition(con, "p", tables)
+    assert written["trajectories"] > 0
+    stored = con.execute("SELECT count(*), count(tool_set_id), count(tools) FROM raw.trajectories").fetchone()
+    assert stored == (written["trajectories"], written["trajectories"], 0)
