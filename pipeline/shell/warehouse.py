@@ -107,19 +107,24 @@ def ensure_tables(con: Any, schema: str = RAW_SCHEMA) -> None:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {name}")
         for table, columns in SCHEMAS[name].items():
             con.execute(f"CREATE TABLE IF NOT EXISTS {name}.{table} ({columns})")
-            _add_missing_columns(con, name, table, columns)
+            _migrate_columns(con, name, table, columns)
     ensure_governance(con)
 
 
-def _add_missing_columns(con: Any, schema: str, table: str, columns: str) -> None:
-    """Columns a newer layout added to a table an older version created (e.g. tool_set_id):
-    added, empty, so ingestion can write again. Rows written before keep NULL there until
-    their day is ingested again (`flywheel run` re-ingests every landing day)."""
-    present = set(_column_names(con, schema, table))
-    for definition in columns.split(","):
-        name, kind = definition.split()[:2]
+def _migrate_columns(con: Any, schema: str, table: str, columns: str) -> None:
+    """A table an older version created, brought to this layout: columns added since (e.g.
+    tool_set_id) are added, empty; columns since dropped (e.g. the per-row tools, now in
+    tool_sets) are dropped, or dbt's `select *` would read them in place of the new ones. The
+    tables are projections of the raw commits in lakeFS: rows written before are right again
+    once their day is ingested again (`flywheel run` re-ingests every landing day)."""
+    present = _column_names(con, schema, table)
+    declared = dict(definition.split()[:2] for definition in columns.split(","))
+    for name, kind in declared.items():
         if name not in present:
             con.execute(f"ALTER TABLE {schema}.{table} ADD COLUMN {name} {kind}")
+    for name in present:
+        if name not in declared:
+            con.execute(f"ALTER TABLE {schema}.{table} DROP COLUMN {name}")
 
 
 def ensure_governance(con: Any) -> None:

@@ -131,10 +131,10 @@ def test_a_record_whose_id_cannot_be_stored_is_quarantined_and_the_file_still_st
     assert row["reason"] == "parse_error" and row["raw_excerpt"] == "trajectory_id=t-\\ud800"
 
 
-def test_a_warehouse_made_by_an_older_layout_gets_the_new_columns(landing_files: list[SourceFile],
+def test_a_warehouse_made_by_an_older_layout_is_brought_to_the_new_one(landing_files: list[SourceFile],
                                                                    tmp_path: Path) -> None:
     """A raw.trajectories created before tool_set_id existed (and with the tools column the
-    layout then had): ingestion adds the missing columns and writes the partition."""
+    layout then had): ingestion adds the new column, drops the old one, writes the partition."""
     from pipeline.shell.warehouse import RAW_TABLES
 
     con = duckdb.connect(str(tmp_path / "old.duckdb"))
@@ -144,5 +144,7 @@ def test_a_warehouse_made_by_an_older_layout_gets_the_new_columns(landing_files:
     tables = merge_columnar(parse_files_columnar(landing_files, partition="p", raw_commit="c0")).tables
     written = replace_partition(con, "p", tables)
     assert written["trajectories"] > 0
-    stored = con.execute("SELECT count(*), count(tool_set_id), count(tools) FROM raw.trajectories").fetchone()
-    assert stored == (written["trajectories"], written["trajectories"], 0)
+    stored = con.execute("SELECT count(*), count(tool_set_id) FROM raw.trajectories").fetchone()
+    assert stored == (written["trajectories"], written["trajectories"])
+    columns = [r[0] for r in con.execute("DESCRIBE raw.trajectories").fetchall()]
+    assert sorted(columns) == sorted(c.split()[0] for c in RAW_TABLES["trajectories"].split(","))  # tools gone
