@@ -8,6 +8,7 @@ Parquet bytes it is about to publish, so what passed is what ships.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -19,9 +20,10 @@ import pyarrow.parquet as pq
 from pipeline.core.redaction.surrogates import IssuedSurrogates
 from pipeline.core.training.packing import SFTExample, as_sft_example
 from pipeline.evaluation.cases import COLUMNS as EVAL_CASE_COLUMNS
-from pipeline.evaluation.cases import EvalCase, load_case
+from pipeline.evaluation.cases import EvalCase, load_case, task_id
 from pipeline.settings import EXPECTATIONS_DIR
 from pipeline.shell.validation import ValidationOutcome, load_suite, validate_dataframe
+from pipeline.simulator.tasks import TaskSpec
 
 MARTS_SCHEMA = "marts"
 # mart -> the columns that order it (deterministic files, stable digests) and identify a row
@@ -30,6 +32,7 @@ MART_KEYS: dict[str, tuple[str, ...]] = {
     "preference_pairs": ("pair_id",),
     "kto_examples": ("record_key",),
     "eval_cases": ("case_id",),
+    "rl_tasks": ("record_key",),
     "curation_decisions": ("record_key",),
     "coverage": ("task_type", "outcome", "split"),
 }
@@ -53,6 +56,7 @@ def split_membership(frames: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
         .dropna()
         .rename(columns={"rejected_split_group_key": "split_group_key"})
         .assign(split="train", mart="preference_pairs"),
+        frames["rl_tasks"][["split_group_key"]].assign(split="train", mart="rl_tasks"),
         frames["eval_cases"][["split_group_key"]].assign(split="eval", mart="eval_cases"),
     ]
     return pd.concat(parts, ignore_index=True)
@@ -124,3 +128,16 @@ def load_eval_cases(warehouse: str | Path, table: str = "marts.eval_cases") -> l
         return [load_case(dict(zip(names, row))) for row in cursor.fetchall()]
     finally:
         con.close()
+
+
+def load_rl_tasks(frame: pd.DataFrame) -> dict[str, TaskSpec]:
+    """The distinct task specs of `rl_tasks` rows (the release's Parquet or the warehouse),
+    by task_id, sorted by it. JSON text is decoded; a row without a spec, or whose spec is not
+    an object with a task_type (nothing a sandbox can replay), is skipped."""
+    specs: dict[str, TaskSpec] = {}
+    for spec in frame["task_spec"]:
+        if isinstance(spec, (str, bytes)):
+            spec = json.loads(spec)
+        if isinstance(spec, Mapping) and spec.get("task_type"):
+            specs.setdefault(task_id(spec), dict(spec))  # type: ignore[arg-type]
+    return dict(sorted(specs.items()))

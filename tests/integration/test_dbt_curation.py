@@ -262,6 +262,10 @@ def test_train_and_eval_split_groups_are_disjoint(curated, decisions):
         "union select rejected_split_group_key from marts.preference_pairs")}
     mart_eval = {g for (g,) in curated.rows("select split_group_key from marts.eval_cases")}
     assert mart_train <= train and mart_eval <= evaluation and not mart_train & mart_eval
+    # rl_tasks also takes train-split records that other rules excluded: train-split groups
+    rl_groups = {g for (g,) in curated.rows("select split_group_key from marts.rl_tasks")}
+    train_split = {d[3] for d in decisions.values() if d[2] == "train"}
+    assert rl_groups and rl_groups <= train_split and not rl_groups & (evaluation | mart_eval)
 
 
 def test_balancing_caps_the_commonest_task_type_and_keeps_the_rare_ones(curated):
@@ -338,6 +342,38 @@ def test_eval_cases_have_an_expectation_and_a_task_spec(curated, decisions):
         assert spec["task_type"] == task_type and spec["template_id"] and spec["checks"]
 
 
+def test_rl_tasks_are_every_consented_train_record_with_a_task_spec(curated, decisions):
+    consent_rules = {"R03_no_consent", "R04_evaluation_only_consent", "R14_consent_revoked"}
+    rows = curated.rows("select record_key, split_group_key, task_type, task_spec, success, label, destination, "
+                        "rule_ids from marts.rl_tasks")
+    assert len(rows) >= 50
+    with_spec = {k for (k,) in curated.rows("select record_key from redacted.trajectories where task_spec is not null")}
+    # the consent rules alone decide, whatever else fired (quality, duplicates, balancing)
+    expected = {k for k, (_dest, rule_ids, split, *_) in decisions.items()
+                if split == "train" and k in with_spec and not consent_rules & set(rule_ids)}
+    assert {r[0] for r in rows} == expected
+    assert {k for (k,) in curated.rows("select record_key from marts.curation_decisions where in_rl_tasks")} \
+        == expected
+    eval_groups = {d[3] for d in decisions.values() if d[2] == "eval"}
+    eval_case_groups = {g for (g,) in curated.rows("select split_group_key from marts.eval_cases")}
+    assert eval_case_groups and eval_case_groups <= eval_groups
+    consent = dict(curated.rows(
+        "select record_key, consent_may_train and coalesce(consent_scope, '') <> 'evaluation_only' "
+        "from redacted.trajectories"))
+    for key, group, task_type, spec, _success, label, destination, rule_ids in rows:
+        assert decisions[key][2] == "train" and destination in ("train", "excluded"), key
+        assert group not in eval_groups, key
+        assert consent[key] and not consent_rules & set(rule_ids), key
+        assert destination == decisions[key][0] and label == decisions[key][4]
+        spec = json.loads(spec)
+        assert spec["task_type"] == task_type and spec["checks"]
+    # a failed attempt is a fine task; so is a record other rules kept out of the other marts
+    assert any(r[5] == "bad" for r in rows) and any(r[4] is False for r in rows)
+    assert any(r[6] == "excluded" for r in rows) and any(r[6] == "train" for r in rows)
+    # and the training-split records with a spec that consent kept out are missing
+    assert any(decisions[k][2] == "train" and consent_rules & set(decisions[k][1]) for k in with_spec)
+
+
 def test_preference_pairs_prefer_something_different(curated, decisions):
     rows = curated.rows("select pair_source, prompt, chosen, rejected, chosen_record_key, rejected_record_key "
                         "from marts.preference_pairs")
@@ -388,6 +424,22 @@ def test_the_leak_test_fails_when_a_group_is_in_both_splits(curated, tmp_path):
             "select 'leak@0' as case_id, e.* exclude (case_id, split_group_key), "
             "(select split_group_key from marts.sft_examples limit 1) as split_group_key "
             "from marts.eval_cases e limit 1"
+        )
+    result = _dbt(["test", "--select", "assert_no_split_group_leak"], curated.project, leaky)
+    assert result.returncode != 0, result.stdout[-3000:]
+    assert "FAIL 1 assert_no_split_group_leak" in result.stdout
+
+
+def test_the_leak_test_covers_rl_tasks(curated, tmp_path):
+    leaky = tmp_path / "leaky.duckdb"
+    shutil.copy(curated.db, leaky)
+    with duckdb.connect(str(leaky)) as con:
+        # a training task whose group is an eval group
+        con.execute(
+            "insert into marts.rl_tasks by name "
+            "select 'leak' as record_key, r.* exclude (record_key, split_group_key), "
+            "(select split_group_key from marts.eval_cases limit 1) as split_group_key "
+            "from marts.rl_tasks r limit 1"
         )
     result = _dbt(["test", "--select", "assert_no_split_group_leak"], curated.project, leaky)
     assert result.returncode != 0, result.stdout[-3000:]

@@ -4,9 +4,11 @@ copied, and a suite that names a var dbt does not define is refused."""
 import json
 
 import pytest
+import yaml
 
-from pipeline.settings import EXPECTATIONS_DIR
+from pipeline.settings import DBT_PROJECT_DIR, EXPECTATIONS_DIR
 from pipeline.shell.dbt_vars import dbt_vars
+from pipeline.shell.marts import MART_KEYS, SPLIT_MEMBERSHIP
 from pipeline.shell.validation import DBT_VAR, load_suite
 
 
@@ -37,3 +39,19 @@ def test_a_var_dbt_does_not_define_is_refused(tmp_path):
     path.write_text(json.dumps(suite))
     with pytest.raises(KeyError, match="no_such_var"):
         load_suite(path)
+
+
+def test_every_released_mart_has_a_suite_and_every_suite_a_mart():
+    suites = {p.stem for p in EXPECTATIONS_DIR.glob("*.json")}
+    assert suites == {*MART_KEYS, SPLIT_MEMBERSHIP}
+
+
+def test_the_rl_tasks_suite_names_exactly_the_columns_dbt_documents():
+    marts = yaml.safe_load((DBT_PROJECT_DIR / "models" / "marts" / "marts.yml").read_text())
+    [model] = [m for m in marts["models"] if m["name"] == "rl_tasks"]
+    suite = load_suite(EXPECTATIONS_DIR / "rl_tasks.json")
+    [columns] = [e["kwargs"]["column_set"] for e in suite["expectations"]
+                 if e["type"] == "expect_table_columns_to_match_set"]
+    assert columns == [c["name"] for c in model["columns"]]
+    sql = (DBT_PROJECT_DIR / "models" / "marts" / "rl_tasks.sql").read_text()
+    assert all(f".{c}" in sql for c in columns)

@@ -23,6 +23,10 @@ pairs_per_record as (
     select record_key, count(*) as n_preference_pairs from pair_sides group by all
 ),
 
+rl as (
+    select record_key from {{ ref('rl_tasks') }}
+),
+
 eval_cases_per_record as (
     select record_key, count(*) as n_eval_cases from {{ ref('eval_cases') }} group by all
 )
@@ -55,10 +59,12 @@ select
     d.similarity_to_representative,
     sft.record_key is not null as in_sft,
     kto.record_key is not null as in_kto,
+    rl.record_key is not null as in_rl_tasks,
     coalesce(p.n_preference_pairs, 0) as n_preference_pairs,
     coalesce(e.n_eval_cases, 0) as n_eval_cases
 from decisions as d
 left join sft using (record_key)
 left join kto using (record_key)
+left join rl using (record_key)
 left join pairs_per_record as p using (record_key)
 left join eval_cases_per_record as e using (record_key)
