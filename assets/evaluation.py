@@ -5,14 +5,16 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
+from assets.reinforcement import rl_tuned_model
 from assets.training import fine_tuned_model
 from pipeline.orchestration.automation import TRANSIENT_RETRY
 from pipeline.orchestration.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
-from pipeline.shell.audit import MODEL_NAME
+from pipeline.shell.audit import MODEL_NAME, TAG_PARENT_VERSION
 from pipeline.shell.marts import read_parquet
 from pipeline.shell.release import read_release_file
 
@@ -74,13 +76,47 @@ def evaluation_report(
     mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     with mlflow.unreachable_is_failure():
-        return _evaluate(context, config, lakefs, mlflow)
+        challenger = mlflow.client().get_model_version_by_alias(MODEL_NAME, "challenger")
+        return _evaluate(context, config, lakefs, mlflow, challenger)
 
 
-def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
-              mlflow: MlflowResource) -> dg.MaterializeResult:
+@dg.asset(
+    deps=[rl_tuned_model],
+    group_name="reinforcement",
+    owners=["team:ml-platform"],
+    kinds={"mlflow", "html"},
+    tags={"stage": "evaluation"},
+    retry_policy=TRANSIENT_RETRY,
+    description=(
+        "The RL model (rl_tuned_model) against the base model, the SFT model it started from and "
+        "the champion, on the same held-out cases and sandbox tasks of its release (pass^k with "
+        "intervals, per task type), with the paired gain of RL over its SFT parent; promotion as "
+        "for any challenger (evaluation_report)."
+    ),
+)
+def rl_evaluation_report(
+    context: dg.AssetExecutionContext,
+    config: EvaluationConfig,
+    lakefs: LakeFSResource,
+    mlflow: MlflowResource,
+) -> dg.MaterializeResult:
+    with mlflow.unreachable_is_failure():
+        client = mlflow.client()
+        event = context.instance.get_latest_materialization_event(rl_tuned_model.key)
+        if event is None:
+            raise dg.Failure("no RL model yet: materialize rl_tuned_model first", allow_retries=False)
+        version = str(event.asset_materialization.metadata["model_version"].value)
+        challenger = client.get_model_version(MODEL_NAME, version)
+        parent = client.get_model_version(MODEL_NAME, challenger.tags[TAG_PARENT_VERSION])
+        return _evaluate(context, config, lakefs, mlflow, challenger, parent=("sft", parent))
+
+
+def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource, mlflow: MlflowResource, challenger,
+              parent: tuple[str, Any] | None = None) -> dg.MaterializeResult:
+    """Base, champion, the challenger's `parent` (the model it was trained from, when that is
+    neither), and the challenger itself on the challenger's release; then the promotion."""
     from pipeline.evaluation.cases import case_subset, load_case, spread_tasks, task_specs
-    from pipeline.evaluation.promotion import decide_promotion, incumbent_for
+    from pipeline.evaluation.promotion import compare, decide_promotion, incumbent_for
     from pipeline.evaluation.report import combine, write_report
     from pipeline.evaluation.run import evaluate_model
     from pipeline.learning.base_model import resolve_base_model
@@ -89,7 +125,6 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
 
     settings = get_settings()
     client = mlflow.client()
-    challenger = client.get_model_version_by_alias(MODEL_NAME, "challenger")
     commit = challenger.tags["lakefs.commit"]
     frame = read_parquet(read_release_file(lakefs.repository(settings.datasets_repo), commit, "eval_cases.parquet"))
     cases = case_subset([load_case(row) for row in frame.to_dict("records")], config.case_limit())
@@ -101,10 +136,10 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
     # name -> (how to get the model directory, what identifies its weights in the output cache)
     models = {"base": (lambda: base_dir, f"base-{base_dir.name}")}
     if champion is not None and champion.version != challenger.version:
-        models["champion"] = (lambda: _model_dir(mlflow, champion, downloads / "champion"),
-                              f"{MODEL_NAME}-v{champion.version}-{champion.run_id}")
-    models["challenger"] = (lambda: _model_dir(mlflow, challenger, downloads / "challenger"),
-                            f"{MODEL_NAME}-v{challenger.version}-{challenger.run_id}")
+        models["champion"] = _registered(mlflow, champion, downloads / "champion")
+    if parent is not None and parent[1].version not in (challenger.version, getattr(champion, "version", None)):
+        models[parent[0]] = _registered(mlflow, parent[1], downloads / parent[0])
+    models["challenger"] = _registered(mlflow, challenger, downloads / "challenger")
 
     results, generation = {}, {}
     for name, (model_dir, identity) in models.items():
@@ -122,7 +157,14 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
     incumbent, incumbent_name = incumbent_for(results.get("champion"), results["base"])
     decision = decide_promotion(results["challenger"], incumbent, incumbent_name, config.primary_metric,
                                 config.margin, config.tolerance, config.segment_metric, config.min_segment_cases)
+    gain_over_parent = {}
+    if parent is not None:
+        # what training from the parent bought, on the same units (paired), whatever the promotion says
+        parent_result = results.get(parent[0]) or results.get("champion")
+        gain_over_parent = {metric: compare(results["challenger"], parent_result, metric).to_dict()
+                            for metric in (config.primary_metric, "pass_hat_k", "pass_at_1")}
     combined = combine(results, decision.to_dict(), {
+        "parent": {"name": parent[0], "version": parent[1].version, "gain": gain_over_parent} if parent else None,
         "lakefs_commit": commit, "release": challenger.tags.get("lakefs.tag"),
         "challenger_version": challenger.version,
         "champion_version": champion.version if champion else None,
@@ -149,6 +191,7 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource,
         "improvement_95": dg.MetadataValue.json([primary["low"], primary["high"]]),
         "cases": len(cases),
         "sandbox_tasks": len(tasks),
+        **({"gain_over_parent": dg.MetadataValue.json(gain_over_parent)} if parent else {}),
     })
 
 
@@ -196,6 +239,11 @@ def _eval_metrics(results: dict) -> dict[str, float]:
                 metrics[f"eval.{name}.{metric}.high"] = float(rate["high"])
                 metrics[f"eval.{name}.{metric}.n"] = float(rate["n"])
     return metrics
+
+
+def _registered(mlflow: MlflowResource, version, target: Path) -> tuple:
+    """(how to get a registered version's model directory, what identifies its weights in the output cache)."""
+    return (lambda: _model_dir(mlflow, version, target), f"{MODEL_NAME}-v{version.version}-{version.run_id}")
 
 
 def _model_dir(mlflow: MlflowResource, version, target: Path) -> Path:

@@ -22,7 +22,7 @@ import click
 
 from pipeline.benchmarks.train import ARMS
 from pipeline.core.export_formats import FORMATS as EXPORT_FORMATS
-from pipeline.orchestration.in_process import JobFailed, run_main_job
+from pipeline.orchestration.in_process import JobFailed, run_main_job, run_rl_job
 from pipeline.settings import PROFILES, Settings, get_settings
 from pipeline.shell import production
 from pipeline.shell.local_stack import (
@@ -297,7 +297,8 @@ def forget(user_id: str, reason: str | None) -> None:
     all_hits = find_in_releases(repo, user_id=user_id)
     hits = [h for h in all_hits if h.used]
     for hit in all_hits:
-        where = ", ".join(f"{d}: {n}" for d, n in sorted(hit.destinations.items()))
+        where = ", ".join([f"{d}: {n}" for d, n in sorted(hit.destinations.items())]
+                          + ([f"rl tasks: {hit.rl_tasks}"] if hit.rl_tasks else []))
         verb = "contains" if hit.used else "excludes"
         click.echo(f"release {hit.tag} (commit {hit.commit_id[:12]}) {verb} them ({where}"
                    + (f"; rules {', '.join(hit.rules)}" if hit.rules and not hit.used else "") + ")")
@@ -711,6 +712,25 @@ def run(partitions: tuple[str, ...], verbose: bool) -> None:
 
     status = (lambda text: click.echo("\r\033[K" + text, nl=False)) if sys.stdout.isatty() else None
     run_main_job(defs, days, echo=click.echo, verbose=verbose, status=status)
+
+
+@main.command("rl")
+@click.option("--steps", type=int, default=-1, show_default=True, help="GRPO steps (-1: sized to the device).")
+@click.option("--tasks-per-step", type=int, default=-1, show_default=True, help="-1: sized to the device.")
+@click.option("--group-size", type=_count(2), default=4, show_default=True, help="Episodes per task and step.")
+@click.option("--from", "init_from", default="sft", show_default=True,
+              help="'sft' (the latest fine_tuned_model version) or a flywheel-agent version number.")
+@click.option("-v", "--verbose", is_flag=True, help="Show Dagster's log stream (DEBUG) here too.")
+@_one_line_errors
+def reinforce(steps: int, tasks_per_step: int, group_size: int, init_from: str, verbose: bool) -> None:
+    """Run rl_job: GRPO in the sandbox from the SFT model, then evaluate it against base, SFT
+    and champion (promotion as for any challenger). Needs a release and an SFT model (`flywheel run`)."""
+    from pipeline.definitions import defs
+
+    training = {"steps": steps, "tasks_per_step": tasks_per_step, "group_size": group_size, "init_from": init_from}
+    status = (lambda text: click.echo("\r\033[K" + text, nl=False)) if sys.stdout.isatty() else None
+    run_rl_job(defs, {"ops": {"rl_tuned_model": {"config": training}}}, echo=click.echo, verbose=verbose,
+               status=status)
 
 
 def _partition_days(values: tuple[str, ...]) -> tuple[str, ...]:

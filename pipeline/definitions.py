@@ -11,16 +11,18 @@ import os
 import dagster as dg
 
 from assets.curation import curation_dbt_models
-from assets.evaluation import evaluation_report
+from assets.evaluation import evaluation_report, rl_evaluation_report
 from assets.ingestion import raw_agent_logs
 from assets.labelling import judge_labels
 from assets.redaction import redacted_trajectories
+from assets.reinforcement import rl_tuned_model
 from assets.release import dataset_release
 from assets.training import fine_tuned_model
 from assets.validation import gx_checks
 from pipeline.orchestration.automation import build_automation
 from pipeline.orchestration.resources import build_resources, dbt_project
 from pipeline.settings import get_settings
+from pipeline.shell.production import TRAINING_RUN_TAGS
 
 # The dbt profile reads the DuckDB path from here, so dbt and Dagster share one file.
 os.environ.setdefault("FLYWHEEL_DUCKDB_PATH", str(get_settings().duckdb_path))
@@ -31,14 +33,21 @@ downstream = dg.AssetSelection.assets(
     curation_dbt_models, dataset_release, fine_tuned_model, evaluation_report
 )
 jobs, schedules, sensors = build_automation(ingest | downstream, ingest, downstream)
+# RL is its own job, off the nightly schedule until it pays (README, "Learning from outcomes")
+rl_job = dg.define_asset_job(
+    "rl_job",
+    selection=dg.AssetSelection.assets(rl_tuned_model, rl_evaluation_report),
+    description="GRPO in the sandbox from the latest SFT model, then its evaluation against base, SFT and champion.",
+    tags=TRAINING_RUN_TAGS,
+)
 
 defs = dg.Definitions(
     assets=[
         raw_agent_logs, redacted_trajectories, judge_labels, curation_dbt_models, dataset_release,
-        fine_tuned_model, evaluation_report,
+        fine_tuned_model, evaluation_report, rl_tuned_model, rl_evaluation_report,
     ],
     asset_checks=gx_checks,
-    jobs=jobs,
+    jobs=[*jobs, rl_job],
     schedules=schedules,
     sensors=sensors,
     resources=build_resources(),

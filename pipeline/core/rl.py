@@ -8,9 +8,10 @@ Reward of one episode (a sandbox conversation of the policy on a training-split 
   Nothing in the transcript counts, only what the episode did to the shop's state.
 * shaping, logged apart and weighted by `RewardWeights` (set a weight to 0 to train on the
   verified reward alone):
-  - `well_formed`: the share of the policy's actions that were well formed and accepted: a
-    tool call the environment ran without an error, or a text turn that parsed; a turn that
-    could not be parsed (which ends the episode) and a rejected call count against it.
+  - `well_formed`: the share of the policy's tool calls that the environment ran without an
+    error, a turn that could not be parsed (which ends the episode) counting as a failed call;
+    0 when the episode made no call. Text turns do not count: every task needs tools, and a
+    reward for well-formed text would pay the policy for ending the episode at once.
   - `violation`: 1.0 when the episode changed state that the task does not allow (an
     `unchanged_except` check failed: refunding another order, say), else 0.0; weighted
     negatively, so a policy violation costs even when the goal was also reached.
@@ -45,14 +46,12 @@ class RewardWeights:
 def reward_terms(trial: Mapping[str, Any]) -> dict[str, float]:
     """The reward terms of a finished sandbox trial (`pipeline.evaluation.sandbox.Trial` as a
     dict: success, termination, n_tool_calls, n_failed_tool_calls, failed_checks, messages)."""
-    assistant = [m for m in trial["messages"] if m.get("role") == "assistant"]
-    text_turns = sum(1 for m in assistant if not m.get("tool_calls") and not m.get("parse_error"))
-    unparsed = sum(1 for m in assistant if m.get("parse_error"))
-    actions = trial["n_tool_calls"] + text_turns + unparsed
-    accepted = trial["n_tool_calls"] - trial["n_failed_tool_calls"] + text_turns
+    unparsed = sum(1 for m in trial["messages"] if m.get("role") == "assistant" and m.get("parse_error"))
+    attempts = trial["n_tool_calls"] + unparsed
+    accepted = trial["n_tool_calls"] - trial["n_failed_tool_calls"]
     return {
         "verified": 1.0 if trial["success"] else 0.0,
-        "well_formed": accepted / actions if actions else 0.0,
+        "well_formed": accepted / attempts if attempts else 0.0,
         "violation": 1.0 if any(c.get("op") == "unchanged_except" for c in trial["failed_checks"]) else 0.0,
     }
 

@@ -46,6 +46,34 @@ def run_main_job(defs: Any, partitions: list[str], echo: Callable[[str], None] =
     code location, which sits above this package: the CLI passes it in). `echo` gets the
     step lines and the summary, `status` (an interactive terminal) the running step's latest
     log message; `verbose` also copies Dagster's log stream to stderr."""
+    with _session(echo, status, verbose) as (instance, echo, status, totals):
+        ingest = defs.resolve_job_def("ingest_job")
+        for i, partition in enumerate(partitions, start=1):
+            echo(f"[{i}/{len(partitions)}] ingest {partition}")
+            _execute(ingest, instance, echo, status, totals, partition_key=partition)
+        echo("curate, validate, release, train, evaluate (over all ingested days)")
+        _execute(defs.resolve_job_def("curate_release_train_job"), instance, echo, status, totals)
+    built = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
+    missing = [f"{key} ({what})" for key, what in LIFECYCLE if key not in built]
+    if missing:
+        echo("not built yet in this version: " + "; ".join(missing))
+    echo_where_to_look(get_settings(), instance, echo)
+
+
+def run_rl_job(defs: Any, run_config: dict[str, Any], echo: Callable[[str], None] = print, verbose: bool = False,
+               status: Callable[[str], None] | None = None) -> None:
+    """`rl_job` (RL from the latest SFT model, then its evaluation), as `run_main_job` runs its jobs."""
+    with _session(echo, status, verbose) as (instance, echo, status, totals):
+        echo("reinforcement learning in the sandbox, then evaluation (base, SFT, RL, champion)")
+        _execute(defs.resolve_job_def("rl_job"), instance, echo, status, totals, run_config=run_config)
+    echo_where_to_look(get_settings(), instance, echo)
+
+
+@contextlib.contextmanager
+def _session(echo: Callable[[str], None], status: Callable[[str], None] | None, verbose: bool) -> Iterator[tuple]:
+    """(instance, echo, status, totals) for runs in this process: the persistent instance,
+    Dagster's log stream in $STATE/logs (and stderr when `verbose`), the terminal writers,
+    and the run totals, printed at the end whatever happens."""
     settings = get_settings()
     # DAGSTER_HOME, and in the production profile the PostgreSQL connection its dagster.yaml
     # refers to. Runs made here execute in this process: the production run queue (and its
@@ -60,20 +88,9 @@ def run_main_job(defs: Any, partitions: list[str], echo: Callable[[str], None] =
     totals, started = RunTotals(), time.monotonic()
     try:
         with dagster_log(log_path, verbose):
-            ingest = defs.resolve_job_def("ingest_job")
-            for i, partition in enumerate(partitions, start=1):
-                echo(f"[{i}/{len(partitions)}] ingest {partition}")
-                _execute(ingest, instance, echo, status, totals, partition_key=partition)
-            echo("curate, validate, release, train, evaluate (over all ingested days)")
-            _execute(defs.resolve_job_def("curate_release_train_job"), instance, echo, status, totals)
+            yield instance, echo, status, totals
     finally:
         echo(totals.summary(time.monotonic() - started))
-
-    built = {key.to_user_string() for key in defs.resolve_all_asset_keys()}
-    missing = [f"{key} ({what})" for key, what in LIFECYCLE if key not in built]
-    if missing:
-        echo("not built yet in this version: " + "; ".join(missing))
-    echo_where_to_look(settings, instance, echo)
 
 
 def _execute(job: Any, instance: Any, echo: Callable[[str], None], status: Callable[[str], None] | None,

@@ -20,6 +20,7 @@ from pipeline.shell.release import DATA_PREFIX, TAG_PREFIX
 
 MODEL_NAME = "flywheel-agent"
 TAG_RELEASE = "lakefs.tag"
+TAG_PARENT_VERSION = "parent_version"  # the registered version a model was trained from (RL: its SFT model)
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,13 @@ class ReleaseHit:
     commit_id: str
     destinations: dict[str, int]  # destination -> records (train / eval / excluded)
     rules: list[str]  # rule ids that excluded some of them
+    rl_tasks: int = 0  # records whose task RL may replay (rl_tasks keeps excluded attempts too)
 
     @property
     def used(self) -> bool:
-        """Did the release put any of the records into a training or evaluation split?"""
-        return any(self.destinations.get(d) for d in ("train", "eval"))
+        """Did the release put any of the records into a training or evaluation split, or
+        their tasks into rl_tasks?"""
+        return self.rl_tasks > 0 or any(self.destinations.get(d) for d in ("train", "eval"))
 
 
 def release_decisions(repo: Any) -> Iterable[tuple[str, str, pd.DataFrame]]:
@@ -58,7 +61,8 @@ def find_in_releases(repo: Any, *, user_id: str | None = None,
         if rows.empty:
             continue
         rules = sorted({r for ids in rows["rule_ids"] for r in (list(ids) if ids is not None else [])})
-        hits.append(ReleaseHit(tag, commit_id, rows["destination"].value_counts().to_dict(), rules))
+        in_rl = int(rows["in_rl_tasks"].sum()) if "in_rl_tasks" in rows else 0  # releases before rl_tasks: none
+        hits.append(ReleaseHit(tag, commit_id, rows["destination"].value_counts().to_dict(), rules, in_rl))
     return hits
 
 
@@ -126,7 +130,8 @@ def trace_model(spec: str, *, tracking_uri: str, lakefs_client: Any,
     ]
     return {
         "model": {"name": version.name, "version": version.version,
-                  "aliases": list(version.aliases), "source": version.source},
+                  "aliases": list(version.aliases), "source": version.source,
+                  "method": tags.get("training_method", "sft"), "trained_from": tags.get("init_from")},
         "mlflow_run": {"run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
                        "dataset_inputs": inputs, "params": dict(run.data.params)},
         "dataset_release": {
@@ -148,6 +153,8 @@ def format_trace(trace: dict[str, Any]) -> str:
         f"model      {m['name']} v{m['version']}" + (f" ({', '.join(m['aliases'])})" if m["aliases"] else ""),
         f"  mlflow run   {r['run_id']} (experiment {r['experiment_id']})",
     ]
+    if m.get("trained_from"):
+        lines.append(f"  trained by   {m['method']} from {m['trained_from']}")
     lines += [f"    input      {i['name']} <- {i['source']}" for i in r["dataset_inputs"]]
     lines += [
         f"  release      {d['tag']} = lakefs://{d['repository']}/{d['commit']} "

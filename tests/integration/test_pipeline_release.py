@@ -376,6 +376,70 @@ def test_train_evaluate_promote_and_trace_from_the_release(pipeline_env, publish
     _auditor_commands(pipeline_env, published, tracking, version.version, tmp_path, monkeypatch)
 
 
+def test_rl_from_the_sft_model_is_registered_with_its_lineage_and_evaluated(pipeline_env, published, tmp_path,
+                                                                            monkeypatch):
+    """rl_job's assets after fine_tuned_model, on the tiny model: GRPO on the release's training
+    tasks, per-step rewards in MLflow, a challenger whose parent is the SFT version, evaluated
+    against base and SFT on the same cases, and traced back to its parent and release."""
+    from assets.evaluation import rl_evaluation_report
+    from assets.reinforcement import rl_tuned_model
+    from assets.training import fine_tuned_model
+    from pipeline.orchestration.resources import MlflowResource
+    from pipeline.shell.audit import MODEL_NAME, format_trace, trace_model
+    from pipeline.shell.marts import load_rl_tasks, read_parquet
+    from pipeline.shell.release import read_release_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    tracking = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    resources = {"lakefs": pipeline_env["lakefs"],
+                 "mlflow": MlflowResource(tracking_uri=tracking, artifact_root=str(tmp_path / "artifacts"))}
+    evaluation = {"max_cases": 3, "sandbox_tasks": 2, "k": 1, "max_new_tokens": 8, "max_turns": 2}
+    run_config = {"ops": {
+        "fine_tuned_model": {"config": {"base_model": "tiny-random-llama", "max_steps": 2, "max_examples": 4,
+                                        "max_length": 2048}},
+        "rl_tuned_model": {"config": {"steps": 2, "tasks_per_step": 1, "group_size": 2, "max_turns": 2,
+                                      "max_new_tokens": 6}},
+        "rl_evaluation_report": {"config": evaluation},
+    }}
+    result = dg.materialize([fine_tuned_model, rl_tuned_model, rl_evaluation_report],
+                            instance=pipeline_env["instance"], resources=resources, run_config=run_config,
+                            raise_on_error=False)
+    assert result.success, _failure_message(result)
+    sft = _metadata(result, fine_tuned_model.key)
+    rl = _metadata(result, rl_tuned_model.key)
+    evaluated = _metadata(result, rl_evaluation_report.key)
+
+    commit = published["lakefs_merge_commit"]
+    tasks = load_rl_tasks(read_parquet(read_release_file(_repo(pipeline_env), commit, "rl_tasks.parquet")))
+    assert rl["tasks"] == len(tasks) > 0 and rl["episodes"] == 2 * 1 * 2
+    client = resources["mlflow"].client()
+    version = client.get_model_version(MODEL_NAME, str(rl["model_version"]))
+    assert version.aliases == ["challenger"] and rl["parent_version"] == sft["model_version"]
+    assert version.tags["parent_version"] == str(sft["model_version"])
+    assert version.tags["training_method"] == "grpo" and version.tags["lakefs.commit"] == commit
+    run = client.get_run(version.run_id)
+    [dataset_input] = run.inputs.dataset_inputs
+    assert json.loads(dataset_input.dataset.source)["uri"].endswith(f"/{commit}/datasets/rl_tasks.parquet")
+    for metric in ("rl.reward.verified", "rl.reward.shaped", "rl.kl", "rl.episode_turns", "rl.rollouts_per_second"):
+        assert [m.step for m in client.get_metric_history(run.info.run_id, metric)] == [1, 2], metric
+    assert any(k.startswith("rl.reward.verified.") for k in run.data.metrics)
+
+    # evaluated against base and its SFT parent, on the same cases and tasks
+    report = json.loads((Path(evaluated["report"]).parent / "results.json").read_text())
+    assert report["model_order"] == ["base", "sft", "challenger"]
+    assert str(report["meta"]["parent"]["version"]) == str(sft["model_version"])
+    assert set(evaluated["gain_over_parent"]) == {"action_accuracy", "pass_hat_k", "pass_at_1"}
+    for name in ("sft", "challenger"):
+        assert report["models"][name]["overall"]["n_tasks"] == 2
+
+    chain = trace_model(f"{MODEL_NAME}/{version.version}", tracking_uri=tracking,
+                        lakefs_client=pipeline_env["lakefs"].client(),
+                        datasets_repo="datasets-release-test", raw_repo="raw-release-test")
+    assert chain["model"]["trained_from"] == f"{MODEL_NAME}/{sft['model_version']}"
+    assert f"trained by   grpo from {MODEL_NAME}/{sft['model_version']}" in format_trace(chain)
+    assert chain["dataset_release"]["commit"] == commit
+
+
 def _auditor_commands(pipeline_env, published, tracking, model_version, tmp_path, monkeypatch):
     from click.testing import CliRunner
 

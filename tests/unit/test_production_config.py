@@ -168,9 +168,10 @@ def test_the_jobs_that_train_carry_the_training_run_tag_and_production_runs_auto
     repository = defs.get_repository_def()
     training = {job.name for job in repository.get_all_jobs()
                 if job.run_tags.items() >= TRAINING_RUN_TAGS.items()}
-    assert training == {"nightly_retrain_job", "curate_release_train_job"}
+    assert training == {"nightly_retrain_job", "curate_release_train_job", "rl_job"}
     for name in training:
-        assert dg.AssetKey("fine_tuned_model") in repository.get_job(name).asset_layer.executable_asset_keys
+        trains = {dg.AssetKey("fine_tuned_model"), dg.AssetKey("rl_tuned_model")}
+        assert trains & repository.get_job(name).asset_layer.executable_asset_keys
     # Under the production profile the daemon serves the schedule and sensors from the start.
     everything = dg.AssetSelection.all()
     _, schedules, sensors = build_automation(everything, everything, everything)

@@ -64,16 +64,17 @@ def test_the_verified_reward_is_the_success_checks_on_the_final_state(silent_wro
         assert not all(verified)
 
 
-def test_shaping_terms_count_malformed_turns_and_rejected_calls():
+def test_shaping_terms_count_accepted_calls_and_violations():
     base = {"success": False, "termination": "answered", "failed_checks": [], "n_tool_calls": 0,
             "n_failed_tool_calls": 0}
     call = {"role": "assistant", "tool_calls": [{"id": "c1"}]}
     text = {"role": "assistant", "content": "Done.", "tool_calls": None}
     unparsed = {"role": "assistant", "content": "<tool_call>{", "tool_calls": None, "parse_error": "unclosed"}
     assert reward_terms({**base, "messages": [call, call, text], "n_tool_calls": 2, "n_failed_tool_calls": 1}) == {
-        "verified": 0.0, "well_formed": 2 / 3, "violation": 0.0}
-    assert reward_terms({**base, "messages": [unparsed]})["well_formed"] == 0.0
-    violated = {**base, "messages": [text], "success": True,
+        "verified": 0.0, "well_formed": 1 / 2, "violation": 0.0}
+    assert reward_terms({**base, "messages": [call, unparsed], "n_tool_calls": 1})["well_formed"] == 1 / 2
+    assert reward_terms({**base, "messages": [text]})["well_formed"] == 0.0  # no call: nothing to reward
+    violated = {**base, "messages": [call, text], "success": True, "n_tool_calls": 1,
                 "failed_checks": [{"op": "unchanged_except", "allowed": []}]}
     assert reward_terms(violated) == {"verified": 1.0, "well_formed": 1.0, "violation": 1.0}
     summary = summarize_episodes(["refund", "refund", "order_status"],
