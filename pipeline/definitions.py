@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from assets.curation import curation_dbt_models
+from assets.curation import curation_dbt_models, near_duplicate_candidates, tool_call_validity
 from assets.evaluation import evaluation_report, rl_evaluation_report
 from assets.ingestion import raw_agent_logs
 from assets.labelling import judge_labels
@@ -30,7 +30,8 @@ dbt_project.prepare_if_dev()
 
 ingest = dg.AssetSelection.assets(raw_agent_logs, redacted_trajectories, judge_labels)
 downstream = dg.AssetSelection.assets(
-    curation_dbt_models, dataset_release, fine_tuned_model, evaluation_report
+    tool_call_validity, near_duplicate_candidates, curation_dbt_models, dataset_release, fine_tuned_model,
+    evaluation_report,
 )
 jobs, schedules, sensors = build_automation(ingest | downstream, ingest, downstream)
 # RL is its own job, off the nightly schedule until it pays (README, "Learning from outcomes")
@@ -43,8 +44,9 @@ rl_job = dg.define_asset_job(
 
 defs = dg.Definitions(
     assets=[
-        raw_agent_logs, redacted_trajectories, judge_labels, curation_dbt_models, dataset_release,
-        fine_tuned_model, evaluation_report, rl_tuned_model, rl_evaluation_report,
+        raw_agent_logs, redacted_trajectories, judge_labels, tool_call_validity, near_duplicate_candidates,
+        curation_dbt_models, dataset_release, fine_tuned_model, evaluation_report, rl_tuned_model,
+        rl_evaluation_report,
     ],
     asset_checks=gx_checks,
     jobs=[*jobs, rl_job],

@@ -130,8 +130,9 @@ class Settings:
     # Runs the production instance's queue launches at once (the QueuedRunCoordinator's
     # max_concurrent_runs); training runs are held to one at a time whatever this says.
     dagster_max_concurrent_runs: int = 10
-    # dbt stays on DuckDB in both profiles for now: the curation SQL is DuckDB's dialect, and
-    # making it portable to the PostgreSQL-shaped `warehouse` target is separate work.
+    # dbt stays on DuckDB in both profiles for now. The curation SQL is portable (the same
+    # marts on the PostgreSQL `warehouse` target: tests/integration/test_portable_warehouse.py),
+    # but ingestion, redaction and the release still read and write DuckDB only.
     dbt_target: str = "duckdb"
     ingest_workers: int = 1  # processes that parse one partition's files in parallel
     partition_start: str = "2026-11-01"  # first day of the daily partitions

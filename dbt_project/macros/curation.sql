@@ -26,10 +26,10 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- A stable bucket in [0, 10000) from a text: md5, so it is the same on every machine and
-    DuckDB version (unlike hash()), and no random() anywhere. -#}
+{#- A stable bucket in [0, 10000) from a text: md5, so it is the same on every machine,
+    DuckDB version and warehouse (unlike hash(); see md5_bucket), and no random() anywhere. -#}
 {% macro stable_bucket(expression, salt) -%}
-    (md5_number('{{ salt }}' || '|' || {{ expression }}) % 10000)::integer
+    {{ md5_bucket("'" ~ salt ~ "' || '|' || " ~ expression) }}
 {%- endmacro %}
 
 {#- A source table written by an optional asset, which may not exist yet in a warehouse made

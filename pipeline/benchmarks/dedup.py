@@ -36,7 +36,8 @@ _SPACES = re.compile(r"\s+")
 
 def conversation_text(trajectory: Trajectory) -> str:
     """The conversation without its (shared) system prompt, lower-cased with whitespace
-    collapsed, tool calls as `name(arguments)`: the shape of `dedup_text` in dbt."""
+    collapsed, tool calls as `name(arguments)`: the shape of what curation compares
+    (pipeline.core.curation.near_duplicates.conversation_text, on the warehouse's rows)."""
     parts = []
     for step in trajectory.steps:
         if step.role == "system":

@@ -4,8 +4,9 @@ The module fixture simulates three days of traffic (exact replays, near duplicat
 flags, feedback), ingests the landing files into the raw tables of a temporary DuckDB,
 copies them to `redacted` (redaction is another stage's job), plants a few defects the
 simulator does not make (an unanswered tool call, roles out of order, an over-long and a
-lucky trajectory, a whitespace-only copy), and runs ONE `dbt build` on a copy of the
-project. The tests then only read tables, except the last, which plants a split leak in a
+lucky trajectory, a whitespace-only copy), writes the Python curation inputs (schema
+`derived`, as the tool_call_validity and near_duplicate_candidates assets do) and runs ONE
+`dbt build` on a copy of the project. The tests then only read tables, except the last, which plants a split leak in a
 copy of the warehouse and checks that the leak test catches it.
 """
 
@@ -24,7 +25,9 @@ import duckdb
 import pytest
 import yaml
 
+from pipeline.shell.curation_inputs import write_curation_inputs
 from pipeline.shell.ingest import SourceFile, ingest_files, record_key
+from pipeline.shell.sql_warehouse import DuckDBWarehouse
 from pipeline.shell.warehouse import replace_partition
 from pipeline.simulator import simulate
 
@@ -152,6 +155,7 @@ def curated(tmp_path_factory) -> Curated:
         for table in TABLES:
             con.execute(f"create table redacted.{table} as select * from raw.{table}")
         planted_source = _plant_defects(con, exact_replays)
+        write_curation_inputs(DuckDBWarehouse(con))  # what the Python assets do before dbt
     project = root / "dbt_project"
     shutil.copytree(DBT_PROJECT_DIR, project,
                     ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"))

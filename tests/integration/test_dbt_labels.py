@@ -28,6 +28,8 @@ import duckdb
 import pytest
 from test_dbt_curation import DBT_PROJECT_DIR, VARS, _dbt  # same dbt invocation and vars
 
+from pipeline.shell.curation_inputs import write_curation_inputs
+from pipeline.shell.sql_warehouse import DuckDBWarehouse
 from pipeline.shell.warehouse import replace_partition
 
 PARTITION = "2026-11-20"
@@ -138,6 +140,7 @@ def warehouse(tmp_path_factory) -> Warehouse:
     db = root / "warehouse.duckdb"
     with duckdb.connect(str(db)) as con:
         replace_partition(con, PARTITION, _tables(CASES), schema="redacted")
+        write_curation_inputs(DuckDBWarehouse(con))  # what the Python assets do before dbt
     project = root / "dbt_project"
     shutil.copytree(DBT_PROJECT_DIR, project,
                     ignore=shutil.ignore_patterns("target", "logs", "dbt_packages", ".user.yml"))

@@ -13,7 +13,7 @@ from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 from settings_env import settings_env
 
-from assets.curation import curation_dbt_models
+from assets.curation import CURATION_ASSETS
 from assets.ingestion import raw_agent_logs
 from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
@@ -44,7 +44,7 @@ def released(lakefs_server, tmp_path_factory):
             assert dg.materialize([raw_agent_logs, redacted_trajectories], partition_key=day,
                                   resources={"lakefs": lakefs, "duckdb": duckdb}).success
         dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=venv_tool("dbt"))
-        result = dg.materialize([curation_dbt_models, dataset_release],
+        result = dg.materialize([*CURATION_ASSETS, dataset_release],
                                 resources={"lakefs": lakefs, "dbt": dbt, "duckdb": duckdb})
         [event] = [e for e in result.get_asset_materialization_events()
                    if e.step_materialization_data.materialization.asset_key == dataset_release.key]

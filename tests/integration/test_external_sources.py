@@ -15,7 +15,7 @@ from dagster_duckdb import DuckDBResource
 from external_logs import write_external_logs
 from settings_env import settings_env
 
-from assets.curation import curation_dbt_models
+from assets.curation import CURATION_ASSETS
 from assets.ingestion import raw_agent_logs
 from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
@@ -52,7 +52,7 @@ def external(lakefs_server, tmp_path_factory):
                                 resources={"lakefs": lakefs, "duckdb": duck})
         assert ingest.success
         dbt = DbtCliResource(project_dir=dbt_project, dbt_executable=venv_tool("dbt"))
-        release = dg.materialize([curation_dbt_models, dataset_release],
+        release = dg.materialize([*CURATION_ASSETS, dataset_release],
                                  resources={"lakefs": lakefs, "dbt": dbt, "duckdb": duck}, raise_on_error=False)
         yield {"logs": logs, "db": env["FLYWHEEL_DUCKDB_PATH"], "ingest": ingest, "release": release,
                "server": lakefs_server}

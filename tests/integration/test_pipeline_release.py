@@ -15,7 +15,7 @@ from dagster_dbt import DbtCliResource
 from dagster_duckdb import DuckDBResource
 from settings_env import settings_env
 
-from assets.curation import curation_dbt_models
+from assets.curation import CURATION_ASSETS
 from assets.ingestion import raw_agent_logs
 from assets.redaction import redacted_trajectories
 from assets.release import dataset_release
@@ -61,7 +61,7 @@ def _release(env, db_path, *, with_checks: bool):
     if with_checks:
         selection |= dg.AssetSelection.checks(*gx_checks)
     return dg.materialize(
-        [curation_dbt_models, dataset_release, *gx_checks],
+        [*CURATION_ASSETS, dataset_release, *gx_checks],
         selection=selection,
         resources={"lakefs": env["lakefs"], "duckdb": DuckDBResource(database=str(db_path)),
                    "dbt": env["dbt"]},
@@ -102,7 +102,7 @@ def _curate_and_release(pipeline_env, db: Path):
     os.environ["FLYWHEEL_DUCKDB_PATH"] = str(db)
     try:
         result = dg.materialize(
-            [curation_dbt_models, dataset_release],
+            [*CURATION_ASSETS, dataset_release],
             resources={"lakefs": pipeline_env["lakefs"], "dbt": pipeline_env["dbt"],
                        "duckdb": DuckDBResource(database=str(db))},
             raise_on_error=False,
@@ -117,7 +117,7 @@ def _curate_and_release(pipeline_env, db: Path):
 def published(pipeline_env):
     """One clean curate + validate + release run."""
     result = dg.materialize(
-        [curation_dbt_models, dataset_release],
+        [*CURATION_ASSETS, dataset_release],
         instance=pipeline_env["instance"],
         resources={"lakefs": pipeline_env["lakefs"], "dbt": pipeline_env["dbt"],
                    "duckdb": DuckDBResource(database=str(pipeline_env["db"]))},

@@ -1,4 +1,7 @@
-"""Near-duplicate clustering (the method int_near_duplicates runs) and its benchmark (corpus, baseline, truth)."""
+"""Near-duplicate clustering (the method int_near_duplicates runs, half in Python before dbt,
+half in SQL) and its benchmark (corpus, baseline, truth)."""
+
+from random import Random
 
 from pipeline.benchmarks.dedup import (
     datasketch_documented_batch,
@@ -8,7 +11,14 @@ from pipeline.benchmarks.dedup import (
     score_pairs,
     similar_pairs,
 )
-from pipeline.core.curation.near_duplicates import Document, near_duplicate_clusters, near_duplicate_pairs, shingles
+from pipeline.core.curation.near_duplicates import (
+    Document,
+    conversation_text,
+    near_duplicate_clusters,
+    near_duplicate_graph,
+    near_duplicate_pairs,
+    shingles,
+)
 
 PARAMS = {"threshold": 0.85, "num_perm": 128, "width": 3}
 CONVERSATION = " ".join(f"step {i} the customer asks about order o-{i} and the agent looks it up" for i in range(30))
@@ -109,3 +119,68 @@ def test_the_bench_reports_every_arm_at_n_and_4n():
         assert row["ours"]["recall"] == row["datasketch"]["recall"] >= 0.8
     shares = result["ours_time_shares_at_4n"]
     assert abs(sum(shares.values()) - 1) <= 0.02
+
+
+def _clusters_from_graph(graph, documents):
+    """What int_near_duplicates does with the graph, in Python: components of the verified
+    pairs among `documents`' nodes (in preference order), the earliest record representing
+    each; similarity from the pairs, 1 within one node."""
+    node = {d.key: graph.documents[d.key] for d in documents}
+    present = set(node.values())
+    similarity = {}
+    neighbours = {n: set() for n in present}
+    for a, b, verified, value in graph.pairs:
+        similarity[a, b] = similarity[b, a] = value
+        if verified and a in present and b in present:
+            neighbours[a].add(b)
+            neighbours[b].add(a)
+    component = {}
+    for start in sorted(present):
+        if start in component:
+            continue
+        stack = [start]
+        while stack:
+            n = stack.pop()
+            if n not in component:
+                component[n] = start
+                stack.extend(neighbours[n])
+    representative, size = {}, {}
+    for d in documents:
+        representative.setdefault(component[node[d.key]], d)
+        size[component[node[d.key]]] = size.get(component[node[d.key]], 0) + 1
+    rows = []
+    for d in documents:
+        mine = node[d.key]
+        rep = representative[component[mine]]
+        rows.append({
+            "record_key": d.key, "near_dup_cluster_key": rep.key, "near_dup_cluster_size": size[component[mine]],
+            "is_near_representative": rep.key == d.key,
+            "similarity_to_representative": 1.0 if mine == node[rep.key] else similarity[mine, node[rep.key]],
+        })
+    return rows
+
+
+def test_the_graph_made_once_over_every_record_clusters_any_subset_as_near_duplicate_clusters_does():
+    """The graph is computed before dbt over every record; dbt clusters only the exact-dedup
+    representatives, in preference order. Same clusters as clustering those directly."""
+    corpus = planted_corpus(300, seed=5).documents
+    # exact copies (another key, the same words) and a task type differing only by case
+    corpus += [Document(d.key + "#copy", d.group, d.text.upper().lower() + "  ") for d in corpus[:40]]
+    graph = near_duplicate_graph(corpus, **PARAMS)
+    assert any(verified for _a, _b, verified, _s in graph.pairs)
+    rng = Random(11)
+    for _ in range(3):
+        subset = [d for d in corpus if rng.random() < 0.8]
+        rng.shuffle(subset)  # a preference order
+        assert _clusters_from_graph(graph, subset) == near_duplicate_clusters(subset, **PARAMS)
+
+
+def test_conversation_text_is_the_words_the_sql_compared():
+    """int_trajectory_structure's former dedup_text: no system prompt; a tool step's error
+    (trimmed, else its content); calls as name(arguments JSON as written) joined by ';'
+    (none with a NULL name); lower-cased; only the words count."""
+    steps = [(2, "tool", "{}", "  "), (0, " System ", "you help", None), (1, "assistant", "", None),
+             (3, "TOOL", "ignored", " 404 Not Found "), (4, "user", "Thanks ", None)]
+    calls = {1: [(1, "b", '{"x":2}'), (0, " lookup ", '{"id": "A-1"}'), (2, None, "{}")]}
+    assert conversation_text(steps, calls).split() == [
+        'lookup({"id":', '"a-1"});b({"x":2})', "{}", "404", "not", "found", "thanks"]

@@ -16,7 +16,7 @@ with candidates as (
 
 train_pool as (
     select * from candidates
-    where split = 'train' and len(pre_balance_rule_ids) = 0
+    where split = 'train' and {{ list_len('pre_balance_rule_ids') }} = 0
 ),
 
 type_counts as (
@@ -28,15 +28,16 @@ type_counts as (
     group by task_type
 ),
 
--- candidate solutions: k = number of capped (commonest) types
+-- candidate solutions: k = number of capped (commonest) types. The two decimal factors
+-- divide as doubles (DuckDB's decimal division; PostgreSQL's would stay exact)
 cap_candidates as (
     select
         k.k,
         case when k.k = 0 then null
-            else floor({{ max_share }} * sum(tc.n_before) filter (where tc.size_rank > k.k)
-                       / (1 - k.k * {{ max_share }}))
+            else floor(cast({{ max_share }} * sum(tc.n_before) filter (where tc.size_rank > k.k) as double precision)
+                       / cast(1 - k.k * {{ max_share }} as double precision))
         end as cap
-    from (select unnest(range(0, (select count(*) from type_counts))) as k) as k
+    from {{ integers_below('(select count(*) from type_counts)') }} as k
     cross join type_counts as tc
     where k.k * {{ max_share }} < 1
     group by k.k
@@ -79,10 +80,12 @@ type_weights as (
         task_type,
         n_before,
         n_after,
-        n_after / nullif(sum(n_after) over (), 0) as share_after,
+        -- shares are doubles on both engines (PostgreSQL divides integers to an integer)
+        cast(n_after as double precision) / nullif(sum(n_after) over (), 0) as share_after,
         least(
             {{ var('balance_max_weight') }},
-            greatest(1.0, {{ var('balance_min_share') }} / nullif(n_after / nullif(sum(n_after) over (), 0), 0))
+            greatest(1.0, {{ var('balance_min_share') }}
+                / nullif(cast(n_after as double precision) / nullif(sum(n_after) over (), 0), 0))
         ) as balance_weight
     from chosen_caps
 ),
@@ -101,19 +104,19 @@ train_kept as (
 
 select
     c.*,
-    c.split = 'train' and len(c.pre_balance_rule_ids) = 0 as in_train_pool,
-    coalesce(k.kept_by_balancing, c.split = 'eval' and len(c.pre_balance_rule_ids) = 0) as kept_after_balancing,
-    list_concat(
-        c.pre_balance_rule_ids,
-        case when k.kept_by_balancing = false then ['R12_balance_cap'] else [] end
-    ) as rule_ids,
+    c.split = 'train' and {{ list_len('c.pre_balance_rule_ids') }} = 0 as in_train_pool,
+    coalesce(k.kept_by_balancing, c.split = 'eval' and {{ list_len('c.pre_balance_rule_ids') }} = 0)
+        as kept_after_balancing,
+    c.pre_balance_rule_ids
+        || case when k.kept_by_balancing = false then {{ list_of(["'R12_balance_cap'"]) }} else {{ list_of([]) }} end
+        as rule_ids,
     case
-        when len(c.pre_balance_rule_ids) > 0 or k.kept_by_balancing = false then 'excluded'
+        when {{ list_len('c.pre_balance_rule_ids') }} > 0 or k.kept_by_balancing = false then 'excluded'
         else c.split
     end as destination,
     case
-        when k.kept_by_balancing then round(k.balance_weight, 4)
-        when c.split = 'eval' and len(c.pre_balance_rule_ids) = 0 then 1.0
+        when k.kept_by_balancing then {{ round_double('k.balance_weight', 4) }}
+        when c.split = 'eval' and {{ list_len('c.pre_balance_rule_ids') }} = 0 then 1.0
     end as weight
 from candidates as c
 left join train_kept as k using (record_key)

@@ -104,7 +104,7 @@ rule_flags as (
         not may_evaluate as r03_no_consent,
         may_evaluate and not may_train and split = 'train' as r04_evaluation_only_consent,
         has_unanswered_tool_call as r05_unanswered_tool_call,
-        len(role_order_violations) > 0 as r06_role_order,
+        {{ list_len('role_order_violations') }} > 0 as r06_role_order,
         label = 'unknown' as r07_ambiguous_outcome,
         n_steps_observed > {{ var('max_steps') }} or context_tokens > {{ var('max_context_tokens') }}
             as r08_over_long,
@@ -145,19 +145,19 @@ with_bottom_quality as (
 
 select
     *,
-    list_filter([
-        case when r01_exact_duplicate then 'R01_exact_duplicate' end,
-        case when r02_near_duplicate then 'R02_near_duplicate' end,
-        case when r03_no_consent then 'R03_no_consent' end,
-        case when r04_evaluation_only_consent then 'R04_evaluation_only_consent' end,
-        case when r05_unanswered_tool_call then 'R05_unanswered_tool_call' end,
-        case when r06_role_order then 'R06_role_order' end,
-        case when r07_ambiguous_outcome then 'R07_ambiguous_outcome' end,
-        case when r08_over_long then 'R08_over_long' end,
-        case when r09_lucky_success then 'R09_lucky_success' end,
-        case when r10_bottom_quality then 'R10_bottom_quality' end,
-        case when r11_eval_reference_not_good then 'R11_eval_reference_not_good' end,
-        case when r13_invalid_tool_call then 'R13_invalid_tool_call' end,
-        case when r14_consent_revoked then 'R14_consent_revoked' end
-    ], lambda x: x is not null) as pre_balance_rule_ids
+    {{ list_without_nulls([
+        "case when r01_exact_duplicate then 'R01_exact_duplicate' end",
+        "case when r02_near_duplicate then 'R02_near_duplicate' end",
+        "case when r03_no_consent then 'R03_no_consent' end",
+        "case when r04_evaluation_only_consent then 'R04_evaluation_only_consent' end",
+        "case when r05_unanswered_tool_call then 'R05_unanswered_tool_call' end",
+        "case when r06_role_order then 'R06_role_order' end",
+        "case when r07_ambiguous_outcome then 'R07_ambiguous_outcome' end",
+        "case when r08_over_long then 'R08_over_long' end",
+        "case when r09_lucky_success then 'R09_lucky_success' end",
+        "case when r10_bottom_quality then 'R10_bottom_quality' end",
+        "case when r11_eval_reference_not_good then 'R11_eval_reference_not_good' end",
+        "case when r13_invalid_tool_call then 'R13_invalid_tool_call' end",
+        "case when r14_consent_revoked then 'R14_consent_revoked' end",
+    ]) }} as pre_balance_rule_ids
 from with_bottom_quality

@@ -23,7 +23,7 @@ ranked as (
         row_number() over (
             order by
                 {{ training_consent('t') }} desc,
-                (len(s.role_order_violations) = 0 and not s.has_unanswered_tool_call) desc,
+                ({{ list_len('s.role_order_violations') }} = 0 and not s.has_unanswered_tool_call) desc,
                 q.quality_score desc,
                 case t.source_format when 'canonical' then 0 when 'openai_chat' then 1
                     when 'otel_genai' then 2 else 3 end,

@@ -23,19 +23,19 @@ counts as (
         count(*) filter (where not judge_passed and verified_success) as judge_fail_verified_pass,
         count(*) filter (where not judge_passed and not verified_success) as both_fail
     from pairs
-    group by all
+    group by judge_model, rubric_version
 ),
 
 rates as (
     select
         *,
         both_pass + judge_pass_verified_fail + judge_fail_verified_pass + both_fail as n_compared,
-        (both_pass + both_fail)::double
+        (both_pass + both_fail)::double precision
             / nullif(both_pass + judge_pass_verified_fail + judge_fail_verified_pass + both_fail, 0)
             as observed_agreement,
-        ((both_pass + judge_pass_verified_fail)::double * (both_pass + judge_fail_verified_pass)
-            + (judge_fail_verified_pass + both_fail)::double * (judge_pass_verified_fail + both_fail))
-            / nullif((both_pass + judge_pass_verified_fail + judge_fail_verified_pass + both_fail)::double ^ 2, 0)
+        ((both_pass + judge_pass_verified_fail)::double precision * (both_pass + judge_fail_verified_pass)
+            + (judge_fail_verified_pass + both_fail)::double precision * (judge_pass_verified_fail + both_fail))
+            / nullif((both_pass + judge_pass_verified_fail + judge_fail_verified_pass + both_fail)::double precision ^ 2, 0)
             as expected_agreement
     from counts
 )

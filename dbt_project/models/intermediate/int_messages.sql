@@ -1,7 +1,8 @@
 -- Every step of the curated (train or eval) records as one message in TRL's conversational
 -- format: {role, content, tool_calls: [{id, type: "function", function: {name, arguments}}],
 -- tool_call_id}, with `arguments` a JSON object (never a string). Marts assemble these into
--- examples; the step label rides along so marts can pick decision points.
+-- examples; the step label rides along so marts can pick decision points. The JSON is
+-- compact text, the same bytes on DuckDB and PostgreSQL (macros/portable.sql).
 with curated as (
     select record_key from {{ ref('int_curation_balanced') }}
     where destination <> 'excluded'
@@ -25,18 +26,18 @@ tool_calls_per_step as (
     select
         record_key,
         step_index,
-        list(
-            json_object(
-                'id', call_id,
-                'type', 'function',
-                'function', json_object('name', name, 'arguments', arguments)
-            )
-            order by call_index
-        ) as tool_calls,
+        {{ json_list_agg(
+            json_object([
+                ['id', 'call_id'],
+                ['type', "'function'"],
+                ['function', json_object([['name', 'name'], ['arguments', 'arguments']])],
+            ]),
+            order_by='call_index'
+        ) }} as tool_calls,
         -- the first call, for eval cases: {name, arguments}
-        first(json_object('name', name, 'arguments', arguments) order by call_index) as first_call
+        {{ first_by(json_object([['name', 'name'], ['arguments', 'arguments']]), 'call_index') }} as first_call
     from calls
-    group by all
+    group by record_key, step_index
 )
 
 select
@@ -45,12 +46,12 @@ select
     steps.role,
     l.step_label,
     l.all_calls_ok,
-    json_object(
-        'role', steps.role,
-        'content', case when steps.role = 'tool' then coalesce(steps.content, steps.error) else steps.content end,
-        'tool_calls', tc.tool_calls::json,
-        'tool_call_id', steps.tool_call_id
-    ) as message,
+    {{ json_object([
+        ['role', 'steps.role'],
+        ['content', "case when steps.role = 'tool' then coalesce(steps.content, steps.error) else steps.content end"],
+        ['tool_calls', 'tc.tool_calls::json'],
+        ['tool_call_id', 'steps.tool_call_id'],
+    ]) }} as message,
     tc.first_call,
     steps.content
 from steps

@@ -64,7 +64,7 @@ feedback_per_record as (
         max(corrected_output) filter (where feedback_name = 'correction') as corrected_output,
         avg(rating) filter (where tier = 'human') as human_rating
     from feedback_votes
-    group by all
+    group by record_key
 ),
 
 -- the three tiers' polarity per record: positive / negative / conflict / NULL (no signal)
@@ -126,12 +126,12 @@ with_contradictions as (
     select
         *,
         -- lower tiers that say otherwise (a tier in conflict with itself counts as saying otherwise)
-        list_filter([
-            case when deciding_tier = 'verified_outcome' and human_polarity is not null
-                and human_polarity <> deciding_polarity then 'human' end,
-            case when deciding_tier in ('verified_outcome', 'human', 'judge') and implicit_polarity is not null
-                and implicit_polarity <> deciding_polarity then 'implicit' end
-        ], lambda x: x is not null) as contradicted_by,
+        {{ list_without_nulls([
+            "case when deciding_tier = 'verified_outcome' and human_polarity is not null
+                and human_polarity <> deciding_polarity then 'human' end",
+            "case when deciding_tier in ('verified_outcome', 'human', 'judge') and implicit_polarity is not null
+                and implicit_polarity <> deciding_polarity then 'implicit' end",
+        ]) }} as contradicted_by,
         case deciding_tier
             when 'verified_outcome' then {{ var('label_confidence_verified') }}
             when 'human' then {{ var('label_confidence_human') }}
@@ -144,7 +144,7 @@ with_contradictions as (
 labelled as (
     select
         *,
-        greatest(0.0, base_confidence - {{ var('label_conflict_penalty') }} * len(contradicted_by))
+        greatest(0.0, base_confidence - {{ var('label_conflict_penalty') }} * {{ list_len('contradicted_by') }})
             as confidence_after_conflicts
     from with_contradictions
 ),
@@ -162,9 +162,9 @@ final_labels as (
         case
             when deciding_tier is null then 'no_outcome_signal'
             when deciding_polarity = 'conflict' then 'conflicting_' || deciding_tier || '_signals'
-            when len(contradicted_by) > 0 and confidence_after_conflicts < {{ var('label_min_confidence') }}
+            when {{ list_len('contradicted_by') }} > 0 and confidence_after_conflicts < {{ var('label_min_confidence') }}
                 then deciding_tier || '_contradicted_by_' || array_to_string(contradicted_by, '_and_')
-            when len(contradicted_by) > 0
+            when {{ list_len('contradicted_by') }} > 0
                 then deciding_tier || '_kept_despite_' || array_to_string(contradicted_by, '_and_')
             else deciding_tier || '_uncontested'
         end as label_reason

@@ -17,8 +17,9 @@ offered_tools as (
     select record_key, offered_tool_names from {{ ref('stg_trajectories') }}
 ),
 
--- every call with the tool step that answers it (same call id, later in the trajectory)
-calls_with_results as (
+-- every call with the tool step that answers it (same call id, later in the trajectory):
+-- the first such step, picked by row_number in a subquery (QUALIFY is DuckDB's)
+calls_with_answers as (
     select
         calls.record_key,
         calls.step_index,
@@ -30,8 +31,11 @@ calls_with_results as (
         answer.error as result_error,
         answer.step_index is not null as is_answered,
         answer.step_index is not null and answer.error is null as is_ok,
-        len(offered.offered_tool_names) = 0
-            or list_contains(offered.offered_tool_names, calls.name) as is_offered_tool
+        {{ list_len('offered.offered_tool_names') }} = 0
+            or {{ list_contains('offered.offered_tool_names', 'calls.name') }} as is_offered_tool,
+        row_number() over (
+            partition by calls.record_key, calls.step_index, calls.call_index order by answer.step_index
+        ) as answer_rank
     from calls
     left join offered_tools as offered using (record_key)
     left join steps as answer
@@ -39,9 +43,14 @@ calls_with_results as (
         and answer.role = 'tool'
         and answer.tool_call_id = calls.call_id
         and answer.step_index > calls.step_index
-    qualify row_number() over (
-        partition by calls.record_key, calls.step_index, calls.call_index order by answer.step_index
-    ) = 1
+),
+
+calls_with_results as (
+    select
+        record_key, step_index, call_index, call_id, name, arguments, result_step_index, result_error,
+        is_answered, is_ok, is_offered_tool
+    from calls_with_answers
+    where answer_rank = 1
 ),
 
 -- a failed call is recovered by a later successful call of the same tool or with the same arguments
@@ -59,7 +68,7 @@ failed_calls_recovery as (
         and later.step_index > failed.step_index
         and later.is_ok
     where failed.is_answered and not failed.is_ok
-    group by all
+    group by failed.record_key, failed.step_index, failed.call_index
 ),
 
 calls_labelled as (
@@ -82,9 +91,9 @@ calls_per_step as (
         count(*) filter (where is_wrong_tool) as n_wrong_tool_calls,
         count(*) filter (where not is_offered_tool) as n_unoffered_tool_calls,
         bool_and(is_ok) as all_calls_ok,
-        list(name order by call_index) as call_names
+        {{ list_agg('name', order_by='call_index') }} as call_names
     from calls_labelled
-    group by all
+    group by record_key, step_index
 ),
 
 -- the call a tool step answers (NULL: an orphan result)
@@ -145,7 +154,7 @@ select
         when role = 'user' then 'user_turn'
         when role = 'assistant' and n_calls > 0 and n_wrong_tool_calls > 0 then 'wrong_tool_call'
         when role = 'assistant' and n_calls > 0 and previous_error is not null
-            and list_contains(call_names, previous_tool) then 'retry'
+            and {{ list_contains('call_names', 'previous_tool') }} then 'retry'
         when role = 'assistant' and n_calls > 0 then 'tool_call'
         when role = 'assistant' and step_index = last_assistant_index
             and step_index > coalesce(last_tool_index, -1) then 'final_answer'

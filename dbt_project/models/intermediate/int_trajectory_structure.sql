@@ -1,6 +1,7 @@
 -- One row per trajectory record: its shape (steps, calls, errors, recoveries, size), the
--- structural defects that make it malformed, and the normalised content that exact and
--- near-duplicate detection compare.
+-- structural defects that make it malformed, and the fingerprint of its normalised content
+-- that exact deduplication compares (near-duplicate detection reads the redacted steps
+-- itself, before dbt: pipeline.core.curation.near_duplicates.conversation_text).
 with trajectories as (
     select * from {{ ref('stg_trajectories') }}
 ),
@@ -20,7 +21,7 @@ calls_text as (
         step_index,
         string_agg(name || '(' || arguments::varchar || ')', ';' order by call_index) as calls_text
     from calls
-    group by all
+    group by record_key, step_index
 ),
 
 step_aggregates as (
@@ -41,7 +42,7 @@ step_aggregates as (
         count(*) filter (where s.step_label = 'retry') as n_retries,
         bool_or(s.step_label = 'final_answer') as has_final_answer,
         max(s.step_index) filter (where s.role = 'user') as last_user_step_index,
-        list(distinct s.role_order_violation) filter (where s.role_order_violation is not null)
+        {{ list_agg('s.role_order_violation', distinct=true) }} filter (where s.role_order_violation is not null)
             as role_order_violations,
         -- context size: what the model saw at its largest call; estimated from text when
         -- the format lost token counts (react_text, otel)
@@ -52,15 +53,10 @@ step_aggregates as (
             s.role || '|' || coalesce(s.normalized_text, '') || '|' || coalesce(s.normalized_reasoning, '')
                 || '|' || coalesce(ct.calls_text, ''),
             chr(30) order by s.step_index
-        )) as content_key,
-        -- near-duplicate text: the conversation without the (shared) system prompt
-        string_agg(
-            coalesce(s.normalized_text, '') || ' ' || coalesce(lower(ct.calls_text), ''),
-            ' ' order by s.step_index
-        ) filter (where s.role <> 'system') as dedup_text
+        )) as content_key
     from step_labels as s
     left join calls_text as ct using (record_key, step_index)
-    group by all
+    group by s.record_key
 )
 
 select
@@ -83,19 +79,19 @@ select
     coalesce(a.n_retries, 0) as n_retries,
     coalesce(a.has_final_answer, false) as has_final_answer,
     a.last_user_step_index,
-    greatest(coalesce(a.max_context_tokens_logged, 0), ceil(coalesce(a.n_chars, 0) / 4))::integer
+    -- / 4.0: PostgreSQL divides integers to an integer (DuckDB to a double)
+    greatest(coalesce(a.max_context_tokens_logged, 0), ceil(coalesce(a.n_chars, 0) / 4.0))::integer
         as context_tokens,
     -- a trajectory is malformed when a trainer or chat template could not use it as is
-    list_concat(
-        coalesce(a.role_order_violations, []),
-        case when coalesce(a.n_steps_observed, 0) = 0 then ['no_steps'] else [] end,
-        case when coalesce(a.n_steps_observed, 0) > 0 and coalesce(a.n_assistant_turns, 0) = 0
-            then ['no_assistant_turn'] else [] end,
-        case when t.n_steps is not null and t.n_steps <> coalesce(a.n_steps_observed, 0)
-            then ['step_count_mismatch'] else [] end
-    ) as role_order_violations,
+    -- (lists join with ||, DuckDB's list_concat and PostgreSQL's array concatenation)
+    coalesce(a.role_order_violations, {{ list_of([]) }})
+        || case when coalesce(a.n_steps_observed, 0) = 0 then {{ list_of(["'no_steps'"]) }} else {{ list_of([]) }} end
+        || case when coalesce(a.n_steps_observed, 0) > 0 and coalesce(a.n_assistant_turns, 0) = 0
+            then {{ list_of(["'no_assistant_turn'"]) }} else {{ list_of([]) }} end
+        || case when t.n_steps is not null and t.n_steps <> coalesce(a.n_steps_observed, 0)
+            then {{ list_of(["'step_count_mismatch'"]) }} else {{ list_of([]) }} end
+        as role_order_violations,
     coalesce(a.n_unanswered_calls, 0) > 0 as has_unanswered_tool_call,
-    coalesce(a.content_key, md5('no-steps:' || t.record_key)) as content_key,
-    coalesce(a.dedup_text, '') as dedup_text
+    coalesce(a.content_key, md5('no-steps:' || t.record_key)) as content_key
 from trajectories as t
 left join step_aggregates as a using (record_key)

@@ -20,7 +20,7 @@ pair_sides as (
 ),
 
 pairs_per_record as (
-    select record_key, count(*) as n_preference_pairs from pair_sides group by all
+    select record_key, count(*) as n_preference_pairs from pair_sides group by record_key
 ),
 
 rl as (
@@ -28,7 +28,7 @@ rl as (
 ),
 
 eval_cases_per_record as (
-    select record_key, count(*) as n_eval_cases from {{ ref('eval_cases') }} group by all
+    select record_key, count(*) as n_eval_cases from {{ ref('eval_cases') }} group by record_key
 )
 
 select

@@ -25,6 +25,19 @@ decision_points as (
         or step_label = 'final_answer'
 ),
 
+-- the conversation before each decision point (grouped by the point's key alone: JSON
+-- columns cannot be grouped on in PostgreSQL)
+prompts as (
+    select
+        dp.record_key,
+        dp.step_index,
+        {{ json_list_agg('m.message', order_by='m.step_index') }} as prompt
+    from decision_points as dp
+    join messages as m
+        on m.record_key = dp.record_key and m.step_index < dp.step_index
+    group by dp.record_key, dp.step_index
+),
+
 cases as (
     select
         dp.record_key,
@@ -32,11 +45,9 @@ cases as (
         case when dp.step_label = 'final_answer' then 'final_answer' else 'tool_call' end as expected_kind,
         case when dp.step_label <> 'final_answer' then dp.first_call end as expected_tool_call,
         case when dp.step_label = 'final_answer' then dp.content end as expected_answer,
-        list(m.message order by m.step_index) as prompt
+        p.prompt
     from decision_points as dp
-    join messages as m
-        on m.record_key = dp.record_key and m.step_index < dp.step_index
-    group by all
+    join prompts as p using (record_key, step_index)
 )
 
 select

@@ -17,8 +17,10 @@ structure as (
 split_messages as (
     select
         m.record_key,
-        list(m.message order by m.step_index) filter (where m.step_index <= s.last_user_step_index) as prompt,
-        list(m.message order by m.step_index) filter (where m.step_index > s.last_user_step_index) as completion,
+        {{ json_list_agg('m.message', order_by='m.step_index', filter='m.step_index <= s.last_user_step_index') }}
+            as prompt,
+        {{ json_list_agg('m.message', order_by='m.step_index', filter='m.step_index > s.last_user_step_index') }}
+            as completion,
         count(*) filter (where m.step_index > s.last_user_step_index and m.role = 'assistant') as n_completion_turns
     from {{ ref('int_messages') }} as m
     join structure as s using (record_key)

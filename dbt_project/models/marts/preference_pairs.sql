@@ -27,8 +27,10 @@ structure as (
 conversation_parts as (
     select
         m.record_key,
-        list(m.message order by m.step_index) filter (where m.step_index <= s.last_user_step_index) as prompt,
-        list(m.message order by m.step_index) filter (where m.step_index > s.last_user_step_index) as completion,
+        {{ json_list_agg('m.message', order_by='m.step_index', filter='m.step_index <= s.last_user_step_index') }}
+            as prompt,
+        {{ json_list_agg('m.message', order_by='m.step_index', filter='m.step_index > s.last_user_step_index') }}
+            as completion,
         md5(string_agg(coalesce(m.content, ''), chr(30) order by m.step_index)
             filter (where m.step_index <= s.last_user_step_index and m.role in ('system', 'user'))) as prompt_key,
         count(*) filter (where m.step_index > s.last_user_step_index and m.role = 'assistant') as n_completion_turns
@@ -40,8 +42,9 @@ conversation_parts as (
 attempts as (
     select
         d.*,
-        coalesce(d.template_id, d.task_type) || '|' || lower(regexp_replace(trim(coalesce(d.goal, '')), '\s+', ' ', 'g'))
-            as task_key,
+        -- whitespace spelt out: what DuckDB's \s matches (PostgreSQL's also takes \v)
+        coalesce(d.template_id, d.task_type) || '|'
+            || lower(regexp_replace(trim(coalesce(d.goal, '')), '[ \t\n\f\r]+', ' ', 'g')) as task_key,
         p.prompt,
         p.completion,
         p.prompt_key
@@ -50,7 +53,8 @@ attempts as (
     where p.n_completion_turns > 0
 ),
 
-attempt_pairs as (
+-- each failed attempt with every successful one of its task, ranked (best first)
+attempt_candidates as (
     select
         'attempts' as pair_source,
         chosen.record_key as chosen_record_key,
@@ -64,19 +68,29 @@ attempt_pairs as (
         chosen.prompt,
         chosen.completion as chosen,
         rejected.completion as rejected,
-        chosen.prompt_key = rejected.prompt_key as prompts_identical
+        chosen.prompt_key = rejected.prompt_key as prompts_identical,
+        row_number() over (
+            partition by rejected.record_key
+            order by chosen.quality_score desc,
+                {{ stable_bucket('chosen.record_key || rejected.record_key', var('balance_salt')) }},
+                chosen.record_key
+        ) as chosen_rank
     from attempts as rejected
     join attempts as chosen
         on chosen.task_key = rejected.task_key
         and chosen.label = 'good'
         and chosen.content_key <> rejected.content_key
     where rejected.label = 'bad'
-    qualify row_number() over (
-        partition by rejected.record_key
-        order by chosen.quality_score desc,
-            {{ stable_bucket('chosen.record_key || rejected.record_key', var('balance_salt')) }},
-            chosen.record_key
-    ) <= {{ var('max_pairs_per_rejected') }}
+),
+
+-- the best `max_pairs_per_rejected` (a subquery filter: QUALIFY is DuckDB's)
+attempt_pairs as (
+    select
+        pair_source, chosen_record_key, rejected_record_key, chosen_trajectory_id, rejected_trajectory_id,
+        task_type, template_id, split_group_key, rejected_split_group_key, prompt, chosen, rejected,
+        prompts_identical
+    from attempt_candidates
+    where chosen_rank <= {{ var('max_pairs_per_rejected') }}
 ),
 
 correction_pairs as (
@@ -91,8 +105,10 @@ correction_pairs as (
         a.split_group_key,
         a.split_group_key as rejected_split_group_key,
         a.prompt,
-        [json_object('role', 'assistant', 'content', c.corrected_output, 'tool_calls', null::json,
-                     'tool_call_id', null::varchar)] as chosen,
+        {{ json_list_of_one(json_object([
+            ['role', "'assistant'"], ['content', 'c.corrected_output'], ['tool_calls', 'null::json'],
+            ['tool_call_id', 'null::varchar'],
+        ])) }} as chosen,
         a.completion as rejected,
         true as prompts_identical
     from attempts as a

@@ -10,7 +10,7 @@ trajectories as (
 ),
 
 messages as (
-    select record_key, list(message order by step_index)::json as messages
+    select record_key, {{ json_list_agg('message', order_by='step_index') }}::json as messages
     from {{ ref('int_messages') }}
     group by record_key
 )

@@ -12,17 +12,17 @@ select
     lower(trim(name)) as feedback_name,
     lower(trim(source)) as feedback_source,
     value::json as value,
-    case when lower(trim(name)) = 'rating' then try_cast(json_extract_string(value, '$') as double) end as rating,
+    case when lower(trim(name)) = 'rating' then {{ try_cast_double(json_scalar_text('value')) }} end as rating,
     case
         when lower(trim(name)) = 'thumbs' then
-            case lower(json_extract_string(value, '$'))
+            case lower({{ json_scalar_text('value') }})
                 when 'up' then true when 'true' then true when '1' then true
                 when 'down' then false when 'false' then false when '-1' then false
             end
     end as thumbs_up,
     -- escalation / abandonment are present when they happened; an explicit false cancels them
-    coalesce(lower(json_extract_string(value, '$')) not in ('false', '0'), true) as flag_value,
+    coalesce(lower({{ json_scalar_text('value') }}) not in ('false', '0'), true) as flag_value,
     nullif(trim(comment), '') as comment,
     nullif(trim(corrected_output), '') as corrected_output,
-    try_cast(feedback_at as timestamptz) as feedback_at
+    {{ try_cast_timestamptz('feedback_at') }} as feedback_at
 from source_rows

@@ -1,6 +1,8 @@
 -- One typed row per step. Empty strings become NULL (react_text writes missing text as
 -- empty), and `normalized_text` is the step's text as deduplication compares it:
 -- lower-cased, whitespace collapsed, a tool step's error standing in for its content.
+-- Whitespace is spelt out ([ \t\n\f\r], what DuckDB's \s matches): PostgreSQL's \s also
+-- takes \v, and the same text must give the same content_key on both.
 with source_rows as (
     select * from {{ source('redacted', 'steps') }}
 ),
@@ -26,7 +28,7 @@ typed as (
 select
     *,
     lower(trim(regexp_replace(
-        case when role = 'tool' then coalesce(error, content) else content end, '\s+', ' ', 'g'
+        case when role = 'tool' then coalesce(error, content) else content end, '[ \t\n\f\r]+', ' ', 'g'
     ))) as normalized_text,
-    lower(trim(regexp_replace(reasoning, '\s+', ' ', 'g'))) as normalized_reasoning
+    lower(trim(regexp_replace(reasoning, '[ \t\n\f\r]+', ' ', 'g'))) as normalized_reasoning
 from typed

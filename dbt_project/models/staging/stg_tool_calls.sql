@@ -8,5 +8,5 @@ select
     nullif(trim(call_id), '') as call_id,
     trim(name) as name,
     arguments::json as arguments,
-    coalesce(json_type(arguments::json) = 'OBJECT', false) as arguments_is_object
+    coalesce({{ json_is('arguments::json', 'object') }}, false) as arguments_is_object
 from {{ source('redacted', 'tool_calls') }}

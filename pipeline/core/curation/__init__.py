@@ -1,2 +1,3 @@
 """Curation helpers that need Python rather than SQL: the near-duplicate algorithm (run by
-a dbt Python model) and the structural checks of TRL conversations (run by dbt and by GX)."""
+the near_duplicate_candidates asset before dbt, clustered in SQL) and the structural checks
+of TRL conversations (run by dbt and by GX)."""

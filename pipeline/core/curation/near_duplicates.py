@@ -10,14 +10,21 @@ fixed set of MinHash permutations, drawn once and shared by every sketch.
 
 This is datasketch used the way its documentation recommends for batch work, nothing
 more: `flywheel bench dedup` (pipeline/benchmarks/dedup.py) runs it next to exactly that
-baseline, and the two find the same pairs at about the same speed. The dbt model
-`int_near_duplicates` calls `near_duplicate_clusters`.
+baseline, and the two find the same pairs at about the same speed.
+
+Curation runs it in two halves, so that no dbt model needs an adapter that runs Python:
+`near_duplicate_graph` (the `near_duplicate_candidates` asset, before dbt) sketches every
+record's conversation and keeps the verified pairs with their similarities; the SQL model
+`int_near_duplicates` joins the pairs among the exact-dedup representatives into clusters
+and picks each cluster's most preferred record, as `near_duplicate_clusters` does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
 
@@ -107,3 +114,81 @@ def near_duplicate_clusters(documents: Sequence[Document], threshold: float, num
         }
         for i, (document, root) in enumerate(zip(documents, roots))
     ]
+
+
+# --- the half that runs before dbt ---------------------------------------------------------
+
+
+def conversation_text(steps: Iterable[tuple[int, str | None, str | None, str | None]],
+                      calls: Mapping[int, Sequence[tuple[int, str | None, str | None]]]) -> str:
+    """What near-duplicate detection compares of one record, from its redacted rows: every
+    step but the system prompt, in order, as its text (a tool step's error standing in for
+    its content) and its tool calls as `name(arguments)`, lower-cased. `steps`: (step_index,
+    role, content, error); `calls`: step_index -> (call_index, name, arguments JSON text).
+    Only the words count (shingles split on whitespace), so whitespace is not normalised."""
+    parts = []
+    for step_index, role, content, error in sorted(steps, key=lambda s: s[0]):
+        role = role.strip(" ").lower() if role is not None else None
+        if role is None or role == "system":
+            continue
+        content = content or None
+        error = (error.strip(" ") or None) if error is not None else None
+        text = (error if error is not None else content) if role == "tool" else content
+        rendered = [f"{name.strip(' ')}({arguments})" for _, name, arguments in sorted(calls.get(step_index, ()))
+                    if name is not None and arguments is not None]
+        parts.append((text or "").lower() + " " + ";".join(rendered).lower())
+    return " ".join(parts)
+
+
+def document_key(document: Document) -> str:
+    """Documents with the same group and the same words are one node of the graph: their
+    sketches are equal, so they always pair, at similarity 1."""
+    return hashlib.md5(f"{document.group}\x1f{' '.join(document.text.split())}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NearDuplicateGraph:
+    documents: dict[str, str]  # document key (record key) -> node (document_key)
+    # (node, other node, verified pair?, estimated Jaccard rounded to 4 places), node < other,
+    # for every two nodes of one connected component: clusters are components of the
+    # verified pairs among the nodes that are still candidates, and each member's similarity
+    # to its representative is looked up here.
+    pairs: list[tuple[str, str, bool, float]]
+
+
+def near_duplicate_graph(documents: Sequence[Document], threshold: float, num_perm: int,
+                         width: int) -> NearDuplicateGraph:
+    """The order-free half of `near_duplicate_clusters`, over every document: LSH candidates,
+    verified as there (same group, estimated Jaccard at least `threshold`). A pair is a
+    property of its two sketches alone, so the pairs among any subset of the documents (the
+    exact-dedup representatives) are those of this graph between its members."""
+    keys = [document_key(d) for d in documents]
+    nodes: dict[str, Document] = {}
+    for key, document in zip(keys, documents):
+        nodes.setdefault(key, document)
+    node_keys = sorted(nodes)
+    node_documents = [nodes[k] for k in node_keys]
+    sketches = _sketches(node_documents, num_perm, width)
+    verified = _verified_pairs(node_documents, sketches, threshold, num_perm)
+    parent = list(range(len(node_keys)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in verified:
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    components: dict[int, list[int]] = {}
+    for i in range(len(node_keys)):
+        components.setdefault(find(i), []).append(i)
+    edges = set(verified)
+    pairs = [
+        (node_keys[i], node_keys[j], (i, j) in edges, round(float(sketches[i].jaccard(sketches[j])), 4))
+        for members in components.values() if len(members) > 1
+        for i, j in combinations(members, 2)
+    ]
+    return NearDuplicateGraph({d.key: k for d, k in zip(documents, keys)}, pairs)
