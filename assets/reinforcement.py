@@ -9,7 +9,7 @@ import json
 import dagster as dg
 
 from assets.release import dataset_release
-from assets.training import end_orphaned_runs, fine_tuned_model, latest_release, register_model
+from assets.training import already_registered, fine_tuned_model, latest_release, register_model
 from pipeline.orchestration.automation import TRANSIENT_RETRY
 from pipeline.orchestration.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
@@ -128,13 +128,8 @@ def _reinforce(context, config: RLTrainingConfig, lakefs: LakeFSResource, mlflow
         "training_key": training_key, "dagster.run_id": context.run.run_id, "init_from": params["init_from"],
         TAG_PARENT_VERSION: str(parent.version), "training_method": "grpo",
     }
-    for orphan in end_orphaned_runs(context, client, mlflow.experiment_id(), training_key):
-        context.log.warning(f"MLflow run {orphan} of an earlier, dead attempt was left RUNNING; ended it as KILLED")
-    existing = client.search_model_versions(f"name = '{MODEL_NAME}' and tags.training_key = '{training_key}'")
-    if existing:
-        version = existing[0]
-        context.log.info(f"{MODEL_NAME} v{version.version} was already trained by RL on this release and config")
-        client.set_registered_model_alias(MODEL_NAME, "challenger", version.version)
+    version = already_registered(context, client, mlflow, training_key)
+    if version is not None:
         return dg.MaterializeResult(metadata={
             "model_version": int(version.version), "parent_version": int(parent.version),
             "mlflow_run_id": version.run_id, "training_key": training_key, "reused_existing_version": True,

@@ -140,13 +140,8 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
         "code_version": code_version(), "base_model": config.base_model, "training_key": training_key,
         "dagster.run_id": context.run.run_id, "init_from": params["init_from"],
     }
-    for orphan in end_orphaned_runs(context, client, mlflow.experiment_id(), training_key):
-        context.log.warning(f"MLflow run {orphan} of an earlier, dead attempt was left RUNNING; ended it as KILLED")
-    existing = client.search_model_versions(f"name = '{MODEL_NAME}' and tags.training_key = '{training_key}'")
-    if existing:
-        version = existing[0]
-        context.log.info(f"{MODEL_NAME} v{version.version} was already trained on this release and config")
-        client.set_registered_model_alias(MODEL_NAME, "challenger", version.version)
+    version = already_registered(context, client, mlflow, training_key)
+    if version is not None:
         return dg.MaterializeResult(metadata={
             "model_version": int(version.version), "mlflow_run_id": version.run_id,
             "training_key": training_key, "reused_existing_version": True, TAG_RELEASE: release["tag"],
@@ -219,6 +214,21 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
         "examples": result.examples,
         "device": result.device,
     })
+
+
+def already_registered(context, client, mlflow: MlflowResource, training_key: str):
+    """The version an earlier attempt of this training (same training key: release, config,
+    code) registered, made `challenger` again; None when there is none. Ends the MLflow runs
+    dead attempts left RUNNING first."""
+    for orphan in end_orphaned_runs(context, client, mlflow.experiment_id(), training_key):
+        context.log.warning(f"MLflow run {orphan} of an earlier, dead attempt was left RUNNING; ended it as KILLED")
+    existing = client.search_model_versions(f"name = '{MODEL_NAME}' and tags.training_key = '{training_key}'")
+    if not existing:
+        return None
+    version = existing[0]
+    context.log.info(f"{MODEL_NAME} v{version.version} was already trained with this release, config and code")
+    client.set_registered_model_alias(MODEL_NAME, "challenger", version.version)
+    return version
 
 
 def end_orphaned_runs(context, client, experiment_id: str, training_key: str) -> list[str]:

@@ -85,6 +85,22 @@ def postgres_server():
         yield server
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny randomly initialised model of SmolLM2's architecture, with its tokenizer."""
+    from pipeline.learning import base_model
+
+    return base_model.tiny_model_dir(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_dir):
+    """The tiny model's tokenizer with the project's chat template."""
+    from pipeline.learning.tokenizer import load_tokenizer
+
+    return load_tokenizer(tiny_dir)
+
+
 @pytest.fixture()
 def unique_name(request) -> str:
     """A lakeFS-safe repository name unique to the test."""

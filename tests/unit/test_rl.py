@@ -5,7 +5,6 @@ one GRPO step with TRL end to end."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from random import Random
 
 import pytest
@@ -16,10 +15,8 @@ from pipeline.core.training.chat_template import END_OF_TURN
 from pipeline.evaluation.cases import task_id
 from pipeline.evaluation.policy import ScriptedPolicy
 from pipeline.evaluation.sandbox import SandboxConversation, run_trial
-from pipeline.learning import base_model
 from pipeline.learning.generate import SHARED_PREFIX_ATTENTION, BatchedEngine, register_shared_prefix_attention
 from pipeline.learning.rl import RLConfig, grpo_trainer, render, run_episodes, train_grpo
-from pipeline.learning.tokenizer import load_tokenizer
 from pipeline.simulator import agent
 from pipeline.simulator.tasks import TaskMix, check_success, sample_task
 
@@ -28,16 +25,6 @@ def _tasks(n: int, seed: int = 3) -> dict[str, dict]:
     rng = Random(seed)
     specs = [sample_task(rng, 5, TaskMix(), 11) for _ in range(n)]
     return {task_id(s): s for s in specs}
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return base_model.tiny_model_dir(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_dir):
-    return load_tokenizer(tiny_dir)
 
 
 # -- rewards -------------------------------------------------------------------------------

@@ -88,16 +88,6 @@ def examples() -> list[SFTExample]:
     return [conversation(rng, i) for i in range(16)]
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory) -> Path:
-    return base_model.tiny_model_dir(tmp_path_factory.mktemp("models"))
-
-
-@pytest.fixture(scope="module")
-def tokenizer(tiny_dir):
-    return load_tokenizer(tiny_dir)
-
-
 def expected_generation(message: dict) -> str:
     """What the assistant produces for a message, in the project template."""
     parts = [message["content"]] if message.get("content") else []
