@@ -160,7 +160,10 @@ def echo_where_to_look(settings, instance, echo: Callable[[str], None]) -> None:
     echo("where to look:")
     echo(f"  Dagster UI       http://127.0.0.1:{settings.dagster_port}")
     echo(f"  MLflow UI        http://127.0.0.1:{settings.mlflow_port}")
-    evaluation = instance.get_latest_materialization_event(dg.AssetKey("evaluation_report"))
+    # the newer of the two evaluations (after `flywheel rl`, the RL model's)
+    events = [instance.get_latest_materialization_event(dg.AssetKey(key))
+              for key in ("evaluation_report", "rl_evaluation_report")]
+    evaluation = max((e for e in events if e is not None), key=lambda e: e.timestamp, default=None)
     if evaluation is None:
         return
     metadata = {k: v.value for k, v in evaluation.asset_materialization.metadata.items()}

@@ -36,6 +36,14 @@ def _model(m: Mapping[str, Any]) -> str:
     return f"v{m['model_version']}, loss {m['initial_loss']:.3f} -> {m['final_loss']:.3f}"
 
 
+def _rl_model(m: Mapping[str, Any]) -> str:
+    if m.get("reused_existing_version"):
+        return f"v{m['model_version']} reused (same release, config and code)"
+    verified = m.get("verified_reward_last_step")
+    last = f", verified reward at the last step {verified:.2f}" if verified is not None else ""
+    return f"v{m['model_version']} from v{m['parent_version']}, {m['episodes']} episodes{last}"
+
+
 def _evaluation(m: Mapping[str, Any]) -> str:
     headline = m.get("headline") or {}
     primary = next((f"{k.removeprefix('challenger.')} {v}" for k, v in headline.items()
@@ -50,6 +58,8 @@ KEY_FIGURES: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "dataset_release": _release,
     "fine_tuned_model": _model,
     "evaluation_report": _evaluation,
+    "rl_tuned_model": _rl_model,
+    "rl_evaluation_report": _evaluation,
 }
 
 
@@ -94,7 +104,8 @@ class RunTotals:
                          f"{self.quarantined} quarantined")
         if self.checks_passed or self.checks_failed:
             parts.append(f"checks: {self.checks_passed} passed, {self.checks_failed} failed")
-        labels = {"dataset_release": "release", "fine_tuned_model": "model", "evaluation_report": "evaluation"}
+        labels = {"dataset_release": "release", "fine_tuned_model": "model", "evaluation_report": "evaluation",
+                  "rl_tuned_model": "RL model", "rl_evaluation_report": "RL evaluation"}
         parts += [f"{labels[key]} {self.latest[key]}" for key in labels if key in self.latest]
         return f"summary ({_duration(seconds)}): " + ("; ".join(parts) or "nothing materialized")
 

@@ -118,3 +118,16 @@ def test_totals_add_up_over_runs():
         totals.add([("raw_agent_logs", {"records_ingested": 5, "records_quarantined": 1})], [("x:c", True)])
     assert totals.summary(61.5) == "summary (1m 01.5s): 2 day(s) ingested: 10 records, 2 quarantined; " \
         "checks: 2 passed, 0 failed"
+
+
+def test_an_rl_run_names_its_model_and_its_evaluation():
+    totals = RunTotals()
+    totals.add([("rl_tuned_model", {"model_version": 4, "parent_version": 3, "episodes": 12,
+                                    "verified_reward_last_step": 0.25})], [])
+    totals.add([("rl_evaluation_report", {"headline": {"challenger.action_accuracy": "22/60 = 0.367 [0.256, 0.493]"},
+                                          "promotion": "not promoted"})], [])
+    assert totals.summary(600) == (
+        "summary (10m 00.0s): RL model v4 from v3, 12 episodes, verified reward at the last step 0.25; "
+        "RL evaluation challenger action_accuracy 22/60 = 0.367 [0.256, 0.493]; not promoted")
+    assert key_figure([("rl_tuned_model", {"model_version": 4, "reused_existing_version": True})], []) == (
+        "v4 reused (same release, config and code)")
