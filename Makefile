@@ -63,10 +63,17 @@ browser:
 		echo "installing Debian chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: setup browser
+# The production profile's trial database and the portable-warehouse tests start Debian's
+# PostgreSQL server (pipeline/shell/postgres.py), installed here when the image lacks it.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+		echo "installing Debian postgresql for the production-profile and warehouse tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
+test: setup browser postgres
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 down:
 	@test -x $(BIN)/flywheel && $(BIN)/flywheel down || true
 
-.PHONY: help install lakefs base-model setup browser demo test down
+.PHONY: help install lakefs base-model setup browser postgres demo test down

@@ -418,32 +418,19 @@ def test_planted_defects_are_excluded_with_their_rule(curated, decisions):
     assert recovered[0][0] > 0
 
 
-def test_the_leak_test_fails_when_a_group_is_in_both_splits(curated, tmp_path):
+@pytest.mark.parametrize(("mart", "key", "other_split_mart"), [
+    ("eval_cases", "case_id", "sft_examples"),  # an eval case whose group is a training group
+    ("rl_tasks", "record_key", "eval_cases"),  # a training task whose group is an eval group
+])
+def test_the_leak_test_fails_when_a_group_is_in_both_splits(curated, tmp_path, mart, key, other_split_mart):
     leaky = tmp_path / "leaky.duckdb"
     shutil.copy(curated.db, leaky)
     with duckdb.connect(str(leaky)) as con:
-        # an eval case whose group is a training group
         con.execute(
-            "insert into marts.eval_cases by name "
-            "select 'leak@0' as case_id, e.* exclude (case_id, split_group_key), "
-            "(select split_group_key from marts.sft_examples limit 1) as split_group_key "
-            "from marts.eval_cases e limit 1"
-        )
-    result = _dbt(["test", "--select", "assert_no_split_group_leak"], curated.project, leaky)
-    assert result.returncode != 0, result.stdout[-3000:]
-    assert "FAIL 1 assert_no_split_group_leak" in result.stdout
-
-
-def test_the_leak_test_covers_rl_tasks(curated, tmp_path):
-    leaky = tmp_path / "leaky.duckdb"
-    shutil.copy(curated.db, leaky)
-    with duckdb.connect(str(leaky)) as con:
-        # a training task whose group is an eval group
-        con.execute(
-            "insert into marts.rl_tasks by name "
-            "select 'leak' as record_key, r.* exclude (record_key, split_group_key), "
-            "(select split_group_key from marts.eval_cases limit 1) as split_group_key "
-            "from marts.rl_tasks r limit 1"
+            f"insert into marts.{mart} by name "
+            f"select 'leak' as {key}, m.* exclude ({key}, split_group_key), "
+            f"(select split_group_key from marts.{other_split_mart} limit 1) as split_group_key "
+            f"from marts.{mart} m limit 1"
         )
     result = _dbt(["test", "--select", "assert_no_split_group_leak"], curated.project, leaky)
     assert result.returncode != 0, result.stdout[-3000:]
