@@ -108,7 +108,9 @@ def rl_evaluation_report(
         version = str(event.asset_materialization.metadata["model_version"].value)
         challenger = client.get_model_version(MODEL_NAME, version)
         parent = client.get_model_version(MODEL_NAME, challenger.tags[TAG_PARENT_VERSION])
-        return _evaluate(context, config, lakefs, mlflow, challenger, parent=("sft", parent))
+        # named by how it was trained ("sft", or "grpo" for RL continued from an RL model)
+        label = f"parent ({parent.tags.get('training_method', 'sft')})"
+        return _evaluate(context, config, lakefs, mlflow, challenger, parent=(label, parent))
 
 
 def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource, mlflow: MlflowResource, challenger,
@@ -137,8 +139,12 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource, mlflow:
     models = {"base": (lambda: base_dir, f"base-{base_dir.name}")}
     if champion is not None and champion.version != challenger.version:
         models["champion"] = _registered(mlflow, champion, downloads / "champion")
-    if parent is not None and parent[1].version not in (challenger.version, getattr(champion, "version", None)):
-        models[parent[0]] = _registered(mlflow, parent[1], downloads / parent[0])
+    parent_name = None
+    if parent is not None:
+        # the parent is evaluated once, under "champion" when it is the champion
+        parent_name = "champion" if champion is not None and parent[1].version == champion.version else parent[0]
+        if parent_name not in models and parent[1].version != challenger.version:
+            models[parent_name] = _registered(mlflow, parent[1], downloads / "parent")
     models["challenger"] = _registered(mlflow, challenger, downloads / "challenger")
 
     results, generation = {}, {}
@@ -158,13 +164,13 @@ def _evaluate(context, config: EvaluationConfig, lakefs: LakeFSResource, mlflow:
     decision = decide_promotion(results["challenger"], incumbent, incumbent_name, config.primary_metric,
                                 config.margin, config.tolerance, config.segment_metric, config.min_segment_cases)
     gain_over_parent = {}
-    if parent is not None:
+    if parent_name in results:
         # what training from the parent bought, on the same units (paired), whatever the promotion says
-        parent_result = results.get(parent[0]) or results.get("champion")
-        gain_over_parent = {metric: compare(results["challenger"], parent_result, metric).to_dict()
+        gain_over_parent = {metric: compare(results["challenger"], results[parent_name], metric).to_dict()
                             for metric in (config.primary_metric, "pass_hat_k", "pass_at_1")}
     combined = combine(results, decision.to_dict(), {
-        "parent": {"name": parent[0], "version": parent[1].version, "gain": gain_over_parent} if parent else None,
+        "parent": ({"name": parent_name, "version": parent[1].version, "gain": gain_over_parent}
+                   if parent else None),
         "lakefs_commit": commit, "release": challenger.tags.get("lakefs.tag"),
         "challenger_version": challenger.version,
         "champion_version": champion.version if champion else None,

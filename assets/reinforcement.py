@@ -105,6 +105,7 @@ def _reinforce(context, config: RLTrainingConfig, lakefs: LakeFSResource, mlflow
         raise dg.Failure(f"release {release['tag']} has no {RL_TASKS_FILE}: curate and release again "
                          f"({type(missing).__name__})", allow_retries=False) from missing
     tasks = load_rl_tasks(frame)
+    in_release = len(tasks)
     held_out = _evaluation_task_ids(read_parquet(read_release_file(datasets, commit, "eval_cases.parquet")))
     if leaked := sorted(set(tasks) & held_out):
         # curation keeps split groups apart; this guards the contract where RL would break it silently
@@ -113,12 +114,15 @@ def _reinforce(context, config: RLTrainingConfig, lakefs: LakeFSResource, mlflow
     if config.max_tasks:
         tasks = dict(sorted(tasks.items(), key=lambda kv: hashlib.sha256(kv[0].encode()).hexdigest())
                      [:config.max_tasks])
-    if not tasks:
-        raise dg.Failure(f"release {release['tag']} has no training tasks with a task spec", allow_retries=False)
+    resolved = config.resolved(gpu=torch.cuda.is_available())
+    if len(tasks) < resolved["tasks_per_step"]:
+        raise dg.Failure(f"release {release['tag']} has {len(tasks)} training tasks with a task spec (max_tasks "
+                         f"{config.max_tasks or 'unset'}); a step takes {resolved['tasks_per_step']}",
+                         allow_retries=False)
     client = mlflow.client()
     parent = parent_version(context, client, config.init_from)
-    params = {**config.resolved(gpu=torch.cuda.is_available()), "init_from": f"{MODEL_NAME}/{parent.version}",
-              "tasks_available": len(tasks)}
+    params = {**resolved, "init_from": f"{MODEL_NAME}/{parent.version}", "tasks": len(tasks),
+              "tasks_in_release": in_release}
     training_key = hashlib.sha256(json.dumps(
         {"commit": commit, "config": params, "code": code_version(), "method": "grpo"}, sort_keys=True,
     ).encode()).hexdigest()[:16]
@@ -133,6 +137,7 @@ def _reinforce(context, config: RLTrainingConfig, lakefs: LakeFSResource, mlflow
         return dg.MaterializeResult(metadata={
             "model_version": int(version.version), "parent_version": int(parent.version),
             "mlflow_run_id": version.run_id, "training_key": training_key, "reused_existing_version": True,
+            TAG_RELEASE: release["tag"], "lakefs_commit": commit,
         })
 
     out_dir = settings.state_dir / "models" / "runs" / f"{context.run.run_id}-rl"
@@ -157,7 +162,8 @@ def _reinforce(context, config: RLTrainingConfig, lakefs: LakeFSResource, mlflow
             context.log.info(f"RL step {step}: verified reward {metrics.get('rl.reward.verified', 0):.3f}, "
                              f"shaped {metrics.get('rl.reward.shaped', 0):+.3f}, kl {metrics.get('rl.kl', 0):.4f}")
 
-        result = train_grpo(tasks, start_dir, out_dir, rl_config, on_log=log_step)
+        result = train_grpo(tasks, start_dir, out_dir, rl_config, on_log=log_step,
+                            start_label=params["init_from"])
         mlflow_module.log_metrics(result.metrics())
         version = register_model(mlflow_module, client, out_dir, tags)
     last = result.history[-1] if result.history else {}

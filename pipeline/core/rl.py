@@ -14,9 +14,12 @@ Reward of one episode (a sandbox conversation of the policy on a training-split 
     reward for well-formed text would pay the policy for ending the episode at once.
   - `violation`: 1.0 when the episode changed state that the task does not allow (an
     `unchanged_except` check failed: refunding another order, say), else 0.0; weighted
-    negatively, so a policy violation costs even when the goal was also reached.
+    negatively. That check is one of the task's success checks, so a violating episode has
+    already failed: the penalty ranks a failure that did damage below one that did not.
 
-The total reward TRL optimises is verified + well_formed * w + violation * (-w').
+The total reward TRL optimises is verified + w * well_formed + w' * violation (w' < 0); the
+advantage is that minus the mean of the task's group (not divided by its spread, so shaping
+stays as small as its weight).
 """
 
 from __future__ import annotations

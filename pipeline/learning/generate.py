@@ -454,8 +454,10 @@ def _sampler(temperature: float, generator: torch.Generator | None) -> Sampler:
         return lambda logits: logits.argmax(-1)
 
     def sample(logits: torch.Tensor) -> torch.Tensor:
-        probabilities = torch.softmax(logits.float() / temperature, dim=-1)
-        return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1)
+        # drawn on the CPU: one generator (a CPU one) serves any device, and a seed gives the
+        # same draws on a GPU as here
+        probabilities = torch.softmax(logits.float() / temperature, dim=-1).cpu()
+        return torch.multinomial(probabilities, 1, generator=generator).squeeze(-1).to(logits.device)
 
     return sample
 

@@ -75,6 +75,12 @@ class RLConfig:
     # precision of evaluation)
     precision: str = "fp32"
 
+    def __post_init__(self) -> None:
+        if self.group_size < 2:
+            raise ValueError("group_size must be at least 2: GRPO's advantages compare a task's episodes")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be above 0: episodes are sampled, and TRL scores them at it")
+
     @property
     def weights(self) -> RewardWeights:
         return RewardWeights(well_formed=self.well_formed_weight, violation=self.violation_weight)
@@ -182,6 +188,7 @@ def make_rollout(specs: Mapping[str, TaskSpec], tokenizer: Any, config: RLConfig
             episodes = run_episodes(tasks, engine, config.max_turns, config.temperature, generator)
         finally:
             model.train(was_training)
+            engine.reset()  # free the prompt caches before the backward passes
         seconds = time.perf_counter() - started
         terms = [reward_terms(e.conversation.trial().to_dict()) for e in episodes]
         log.record(episodes, terms, seconds)
@@ -271,7 +278,12 @@ def grpo_trainer(tasks: Mapping[str, TaskSpec], model_dir: ModelRef, config: RLC
         # 2 CPU cores for SmolLM2-135M), accumulated over the step's tasks x group
         per_device_train_batch_size=1, gradient_accumulation_steps=config.tasks_per_step * config.group_size,
         num_generations=config.group_size, temperature=config.temperature, beta=config.beta,
-        reward_weights=config.weights.as_list(), logging_steps=1, save_strategy="no", report_to="none",
+        reward_weights=config.weights.as_list(),
+        # advantages are rewards minus the group's mean, not divided by its spread: with TRL's
+        # default ("group") a group whose episodes all failed would have its 0.1-weighted shaping
+        # differences scaled up to the size of a success
+        scale_rewards="none",
+        logging_steps=1, save_strategy="no", report_to="none",
         disable_tqdm=True, seed=config.seed, data_seed=config.seed, bf16=bf16, dataloader_num_workers=0,
         activation_checkpointing=False,  # TRL's default; a 135M model's activations fit, recomputing them costs ~30 %
         use_cpu=device == "cpu",
@@ -288,9 +300,10 @@ def grpo_trainer(tasks: Mapping[str, TaskSpec], model_dir: ModelRef, config: RLC
 
 
 def train_grpo(tasks: Mapping[str, TaskSpec], model_dir: ModelRef, out_dir: Path, config: RLConfig,
-               on_log: OnLog | None = None) -> RLResult:
+               on_log: OnLog | None = None, start_label: str | None = None) -> RLResult:
     """GRPO from `model_dir` on `tasks` ({task_id: spec}, the training split's); saves the
-    policy to `out_dir` (a standalone model, as `train_sft` does)."""
+    policy to `out_dir` (a standalone model, as `train_sft` does). `start_label` names the
+    starting model in the saved metadata (a registered version; default: `model_dir`)."""
     device, _ = resolve_precision(config.precision)
     with tempfile.TemporaryDirectory(prefix="flywheel-grpo-") as scratch:
         trainer, log = grpo_trainer(tasks, model_dir, config, scratch, on_log)
@@ -298,12 +311,17 @@ def train_grpo(tasks: Mapping[str, TaskSpec], model_dir: ModelRef, out_dir: Path
             started = time.perf_counter()
             output = trainer.train()
             seconds = time.perf_counter() - started
+    if output.global_step < config.steps:
+        # TRL's sampler drops an incomplete chunk of tasks: fewer tasks than tasks_per_step train nothing
+        raise ValueError(f"GRPO ran {output.global_step} of {config.steps} steps: {len(tasks)} tasks for "
+                         f"{config.tasks_per_step} per step")
     result = RLResult(steps=output.global_step, episodes=log.episodes, seconds=seconds, rollout_seconds=log.seconds,
                       peak_rss_mb=memory.peak_rss / 2**20, device=device, history=log.history)
     model = trainer.accelerator.unwrap_model(trainer.model)
     model.set_attn_implementation("sdpa")  # the saved model loads anywhere without our attention
     summary = {k: v for k, v in asdict(result).items() if k not in ("history", "model_dir")}
     result.model_dir = save_merged(model, trainer.processing_class, out_dir,
-                                   {"kind": "grpo", "base_model": str(model_dir), "config": asdict(config),
+                                   {"kind": "grpo", "base_model": start_label or str(model_dir),
+                                    "config": asdict(config),
                                     "result": summary})
     return result

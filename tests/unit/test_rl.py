@@ -229,3 +229,15 @@ def test_the_rollout_bench_runs_both_arms_on_the_same_episodes(tiny_dir):
     assert set(result["arms"]) == {"batched (ours)", "transformers generate"}
     assert all(arm["episodes_per_second"] > 0 for arm in result["arms"].values())
     assert "identical episodes 4/4" in format_rollout_bench(result)
+
+
+def test_a_config_grpo_cannot_learn_from_is_refused(tiny_dir, tmp_path):
+    with pytest.raises(ValueError, match="group_size"):
+        RLConfig(group_size=1)
+    with pytest.raises(ValueError, match="temperature"):
+        RLConfig(temperature=0.0)
+    # fewer tasks than a step takes: TRL's sampler would run no step at all
+    with pytest.raises(ValueError, match="ran 0 of 1 steps: 1 tasks for 2 per step"):
+        train_grpo(_tasks(1), tiny_dir, tmp_path / "rl", RLConfig(steps=1, tasks_per_step=2, group_size=2,
+                                                                  max_turns=1, max_new_tokens=2))
+    assert not (tmp_path / "rl").exists()
