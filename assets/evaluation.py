@@ -108,8 +108,8 @@ def rl_evaluation_report(
         version = str(event.asset_materialization.metadata["model_version"].value)
         challenger = client.get_model_version(MODEL_NAME, version)
         parent = client.get_model_version(MODEL_NAME, challenger.tags[TAG_PARENT_VERSION])
-        # named by how it was trained ("sft", or "grpo" for RL continued from an RL model)
-        label = f"parent ({parent.tags.get('training_method', 'sft')})"
+        # named by how it was trained (parent-sft, or parent-grpo for RL continued from an RL model)
+        label = f"parent-{parent.tags.get('training_method', 'sft')}"  # MLflow metric names allow no brackets
         return _evaluate(context, config, lakefs, mlflow, challenger, parent=(label, parent))
 
 

@@ -426,11 +426,13 @@ def test_rl_from_the_sft_model_is_registered_with_its_lineage_and_evaluated(pipe
 
     # evaluated against base and its SFT parent, on the same cases and tasks
     report = json.loads((Path(evaluated["report"]).parent / "results.json").read_text())
-    assert report["model_order"] == ["base", "parent (sft)", "challenger"]
-    assert report["meta"]["parent"]["name"] == "parent (sft)"
+    assert report["model_order"] == ["base", "parent-sft", "challenger"]
+    assert report["meta"]["parent"]["name"] == "parent-sft"
     assert str(report["meta"]["parent"]["version"]) == str(sft["model_version"])
     assert set(evaluated["gain_over_parent"]) == {"action_accuracy", "pass_hat_k", "pass_at_1"}
-    for name in ("parent (sft)", "challenger"):
+    logged = client.get_run(version.run_id).data.metrics
+    assert {"eval.parent-sft.action_accuracy", "eval.challenger.pass_at_1"} <= set(logged)
+    for name in ("parent-sft", "challenger"):
         assert report["models"][name]["overall"]["n_tasks"] == 2
 
     chain = trace_model(f"{MODEL_NAME}/{version.version}", tracking_uri=tracking,
