@@ -10,7 +10,7 @@ from typing import Any
 import dagster as dg
 
 from assets.reinforcement import rl_tuned_model
-from assets.training import fine_tuned_model
+from assets.training import fine_tuned_model, latest_registered_version
 from pipeline.orchestration.automation import TRANSIENT_RETRY
 from pipeline.orchestration.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
@@ -102,11 +102,7 @@ def rl_evaluation_report(
 ) -> dg.MaterializeResult:
     with mlflow.unreachable_is_failure():
         client = mlflow.client()
-        event = context.instance.get_latest_materialization_event(rl_tuned_model.key)
-        if event is None:
-            raise dg.Failure("no RL model yet: materialize rl_tuned_model first", allow_retries=False)
-        version = str(event.asset_materialization.metadata["model_version"].value)
-        challenger = client.get_model_version(MODEL_NAME, version)
+        challenger = latest_registered_version(context, client, rl_tuned_model)
         parent = client.get_model_version(MODEL_NAME, challenger.tags[TAG_PARENT_VERSION])
         # named by how it was trained (parent-sft, or parent-grpo for RL continued from an RL model)
         label = f"parent-{parent.tags.get('training_method', 'sft')}"  # MLflow metric names allow no brackets

@@ -9,7 +9,13 @@ import json
 import dagster as dg
 
 from assets.release import dataset_release
-from assets.training import already_registered, fine_tuned_model, latest_release, register_model
+from assets.training import (
+    already_registered,
+    fine_tuned_model,
+    latest_registered_version,
+    latest_release,
+    register_model,
+)
 from pipeline.orchestration.automation import TRANSIENT_RETRY
 from pipeline.orchestration.resources import LakeFSResource, MlflowResource
 from pipeline.settings import get_settings
@@ -47,10 +53,7 @@ def parent_version(context, client, init_from: str):
     """The registered SFT version RL starts from."""
     if init_from != "sft":
         return client.get_model_version(MODEL_NAME, init_from)
-    event = context.instance.get_latest_materialization_event(fine_tuned_model.key)
-    if event is None:
-        raise dg.Failure("no SFT model yet: materialize fine_tuned_model first", allow_retries=False)
-    return client.get_model_version(MODEL_NAME, str(event.asset_materialization.metadata["model_version"].value))
+    return latest_registered_version(context, client, fine_tuned_model)
 
 
 def _evaluation_task_ids(eval_cases) -> set[str]:

@@ -216,6 +216,14 @@ def _fine_tune(context, config: TrainingConfig, lakefs: LakeFSResource,
     })
 
 
+def latest_registered_version(context, client, asset: dg.AssetsDefinition):
+    """The flywheel-agent version `asset` (a training asset) registered in its newest materialization."""
+    event = context.instance.get_latest_materialization_event(asset.key)
+    if event is None:
+        raise dg.Failure(f"no model yet: materialize {asset.key.to_user_string()} first", allow_retries=False)
+    return client.get_model_version(MODEL_NAME, str(event.asset_materialization.metadata["model_version"].value))
+
+
 def already_registered(context, client, mlflow: MlflowResource, training_key: str):
     """The version an earlier attempt of this training (same training key: release, config,
     code) registered, made `challenger` again; None when there is none. Ends the MLflow runs
